@@ -1,0 +1,49 @@
+# Ohm gateway. `make demo` runs it on embedded defaults; `make test` installs everything and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# System packages the integration tests use (real components on loopback).
+APT_PACKAGES := mosquitto
+
+.PHONY: all venv sysdeps test unit lint demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Installs missing Debian packages when we may (root or passwordless sudo); tests that need them say so clearly.
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+			echo "sysdeps: cannot install$$missing (not root); related tests will be skipped"; exit 0; fi; \
+		echo "sysdeps: installing$$missing"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) sysdeps lint
+	$(PY) -m pytest --cov --cov-report=term:skip-covered
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not integration"
+
+demo: $(STAMP)
+	$(PY) -m server --demo
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage .demo-data

@@ -1,0 +1,1 @@
+"""Ohm BLE provisioning service (Improv Wi-Fi and the Ohm request channel over GATT)."""

@@ -1,0 +1,229 @@
+"""Configuration: defaults < TOML file < OHM_* environment < command line, validated at start.
+
+Every setting is one row of FIELDS: a dotted key (`mqtt.host`), its type, default, limits and
+help. The environment name is derived from the key (`OHM_MQTT_HOST`). All problems are
+collected and reported together, naming the source and the setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "OHM_"
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: key, type, default, help, and optional limits."""
+
+    key: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    secret: bool = False
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this field."""
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+    def parse(self, raw: Any) -> Any:
+        """Convert a raw value (string from the environment, or TOML value) and validate it."""
+        value = _convert(self.type, raw)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        if self.min is not None and value < self.min:
+            raise ValueError(f"must be at least {self.min:g}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"must be at most {self.max:g}")
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
+def _convert(kind: type, raw: Any) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ValueError("must be a whole number")
+        try:
+            return int(str(raw).strip(), 10) if not isinstance(raw, int) else raw
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+    if kind is float:
+        if isinstance(raw, bool):
+            raise ValueError("must be a number")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number") from None
+    if kind is Path:
+        text = str(raw).strip()
+        if not text:
+            raise ValueError("must be a path")
+        return Path(text).expanduser()
+    if kind is str:
+        if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+            raise ValueError("must be text")
+        return str(raw)
+    raise TypeError(f"unsupported setting type {kind!r}")
+
+
+FIELDS: tuple[Field, ...] = (
+    # -- core ----------------------------------------------------------------------------
+    Field("data_dir", Path, Path("data"), "where settings, keys and the outbox are kept"),
+    Field("log_level", str, "info", "log verbosity", choices=("debug", "info", "warning", "error")),
+    Field("workers", int, 4, "threads for blocking I/O (Modbus, disk, network)", min=1, max=64),
+    Field("max_pending_jobs", int, 1024, "blocking jobs that may wait for a worker", min=16, max=100_000),
+    Field("stats_interval", float, 60.0, "seconds between engine statistics in the log (0 = never)", min=0, max=86400),
+    Field("shutdown_timeout", float, 5.0, "seconds allowed for a clean stop on SIGTERM/SIGINT", min=0.5, max=60),
+    Field("name", str, "", "a human name for this gateway (defaults to Ohm-<id>)"),
+)
+
+FIELDS_BY_KEY = {f.key: f for f in FIELDS}
+
+
+class Config(Mapping[str, Any]):
+    """Validated settings, read by dotted key: `cfg["log_level"]` or `cfg.get("mqtt.host")`."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.sources = dict(sources)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(key, value, source) for every setting; secrets are never shown."""
+        rows = []
+        for f in FIELDS:
+            value = self._values[f.key]
+            shown = "(set)" if f.secret and value else "(unset)" if f.secret else str(value)
+            rows.append((f.key, shown, self.sources[f.key]))
+        return rows
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _unknown(key: str, source: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS_BY_KEY, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{source}: unknown setting '{key}'{hint}"
+
+
+def load(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration from defaults, an optional TOML file, the environment and overrides."""
+    env = os.environ if env is None else env
+    values = {f.key: f.default for f in FIELDS}
+    sources = {f.key: "default" for f in FIELDS}
+    problems: list[str] = []
+
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such config file"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        for key, value in _flatten(raw).items():
+            _apply(key, value, f"{path}", values, sources, problems)
+
+    known_envs = {f.env: f.key for f in FIELDS}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = known_envs.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, known_envs, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"environment: unknown variable {name}{hint}")
+            continue
+        _apply(key, value, f"environment {name}", values, sources, problems)
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _apply(key, value, "command line", values, sources, problems)
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(values, sources)
+
+
+def _apply(
+    key: str, raw: Any, source: str, values: dict[str, Any], sources: dict[str, str], problems: list[str]
+) -> None:
+    spec = FIELDS_BY_KEY.get(key)
+    if spec is None:
+        problems.append(_unknown(key, source))
+        return
+    try:
+        values[key] = spec.parse(raw)
+        sources[key] = source
+    except ValueError as exc:
+        shown = "(hidden)" if spec.secret else repr(raw)
+        problems.append(f"{source}: {key} = {shown}: {exc}")
+
+
+def reference() -> str:
+    """A Markdown table of every setting, for the README."""
+    lines = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for f in FIELDS:
+        default = "(generated)" if f.secret else f"`{f.default}`" if f.default != "" else "(empty)"
+        extra = f" One of: {', '.join(f.choices)}." if f.choices else ""
+        lines.append(f"| `{f.key}` | `{f.env}` | {default} | {f.help}.{extra} |")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Counters the engine keeps while it runs; cheap to update, summarised on demand."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+
+@dataclass
+class KindStats:
+    """Run-time figures for one kind of task."""
+
+    runs: int = 0
+    total: float = 0.0
+    max: float = 0.0
+    failures: int = 0
+    overruns: int = 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """JSON-friendly summary, times in milliseconds."""
+        mean = self.total / self.runs if self.runs else 0.0
+        return {
+            "runs": self.runs,
+            "mean_ms": round(mean * 1000, 4),
+            "max_ms": round(self.max * 1000, 4),
+            "total_ms": round(self.total * 1000, 3),
+            "failures": self.failures,
+            "overruns": self.overruns,
+        }
+
+
+@dataclass
+class LatenessWindow:
+    """The last `size` lateness samples (seconds a task started after it was due)."""
+
+    size: int = 4096
+    samples: array = field(default_factory=lambda: array("d"))
+    index: int = 0
+    count: int = 0
+
+    def add(self, value: float) -> None:
+        """Record one sample, overwriting the oldest once full."""
+        if len(self.samples) < self.size:
+            self.samples.append(value)
+        else:
+            self.samples[self.index] = value
+            self.index = (self.index + 1) % self.size
+        self.count += 1
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0..100) of the window, 0 when empty."""
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+        return ordered[k]
