@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -82,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         def report(stats: dict[str, Any]) -> None:
             print(f"[demo] state {gateway.state.value}: {summary_line(stats)}", flush=True)
 
-    gateway = Gateway(config, report=report)
+    from server.services import default_services
+
+    gateway = Gateway(config, report=report, services=default_services())
     install_signal_handlers(gateway.stop, config.shutdown_timeout)
     if args.run_for is not None:
         timer = threading.Timer(args.run_for, gateway.stop)
@@ -159,8 +162,14 @@ def _run_help(parser: argparse.ArgumentParser) -> str:
     return text.split("options:", 1)[-1].rstrip()
 
 
+# Modules that register more subcommands with @subcommand (verify, consume, ...).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; without a subcommand, `run` is assumed."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.bus import Bus
 from server.config import Config
 from server.engine import Clock, Duplicate, Engine, EngineStopped, Outcome, TaskClass
 from server.statemachine import Event, IllegalTransition, State, policy_for, step
@@ -41,8 +42,11 @@ class Gateway:
         *,
         provisioned: Callable[[], bool] = lambda: True,
         report: Callable[[dict[str, Any]], None] | None = None,
+        services: list[Callable[[Gateway], None]] | None = None,
     ) -> None:
         self.config = config
+        self.bus = Bus()
+        self._services = list(services or [])
         self.engine = Engine(
             clock, workers=config.workers, max_pending=config.max_pending_jobs, policy=policy_for(State.BOOTING)
         )
@@ -115,6 +119,8 @@ class Gateway:
             on_duplicate=Duplicate.REPLACE,
             cls=TaskClass.HOUSEKEEPING,
         )
+        for attach in self._services:
+            attach(self)
         booted = Event.BOOTED_PROVISIONED if self._provisioned() else Event.BOOTED_UNPROVISIONED
         self.post(booted)
         self.engine.on_shutdown("state", lambda: self.apply(Event.SHUTDOWN))
