@@ -46,6 +46,8 @@ class Gateway:
     ) -> None:
         self.config = config
         self.bus = Bus()
+        # Running services by name ("devices", "identity", "uplink", ...), so they can find each other.
+        self.services: dict[str, Any] = {}
         self._services = list(services or [])
         self.engine = Engine(
             clock, workers=config.workers, max_pending=config.max_pending_jobs, policy=policy_for(State.BOOTING)
