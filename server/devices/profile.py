@@ -1,0 +1,444 @@
+"""Device profiles as data: load a YAML file, validate every field, return frozen specs.
+
+Validation is plain Python over the loaded YAML (no jsonschema dependency): the rules are few,
+and hand-written checks give messages that name the file and the field path exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .points import check_name
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+# type -> registers it occupies
+TYPES: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "acc32": 2,  # SunSpec accumulator: uint32 where 0 means not available
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+FUNCTIONS = (3, 4)
+ORDERS = ("big", "little")
+TRANSPORTS = ("tcp", "rtu", "solarman")
+PARITIES = ("N", "E", "O")
+UNITS = ("W", "Wh", "V", "A", "Hz", "%", "degC", "VA", "var", "")
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, unreadable or breaks the schema; the message names file and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class PointSpec:
+    """Where one canonical point lives and how to turn its registers into a value."""
+
+    name: str
+    address: int
+    fc: int = 3
+    type: str = "uint16"
+    words: str = "big"  # word order of multi-register values
+    bytes: str = "big"  # byte order inside each register
+    scale: float = 1.0
+    add: float = 0.0  # applied after scaling (e.g. Deye temperatures carry +100 degC)
+    sf: int | None = None  # address of an int16 scale-factor register: value * 10**sf
+    unit: str = ""
+    na: tuple[int, ...] = ()  # raw sentinels meaning "not available"
+    range: tuple[float, float] | None = None  # plausible range in canonical units
+    # SunSpec points are placed relative to a model; resolved to `address` at connect time.
+    model: tuple[int, ...] = ()
+    at: int | None = None
+    sf_at: int | None = None
+
+    @property
+    def count(self) -> int:
+        """Registers this point occupies."""
+        return TYPES[self.type]
+
+
+@dataclass(frozen=True, slots=True)
+class WritableSpec:
+    """A register the gateway may write, with its limits and a safe default."""
+
+    name: str
+    address: int
+    type: str = "uint16"
+    words: str = "big"
+    scale: float = 1.0
+    unit: str = ""
+    min: float = 0.0
+    max: float = 0.0
+    step: float = 1.0
+    default: float = 0.0
+
+    @property
+    def count(self) -> int:
+        """Registers this point occupies."""
+        return TYPES[self.type]
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """Transport defaults and device peculiarities, all data."""
+
+    transport: str = "tcp"
+    port: int = 502
+    unit_id: int = 1
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    connect_delay: float = 0.0  # seconds to wait after connecting before the first request (Huawei)
+    request_gap: float = 0.0  # seconds between requests on the same bus/endpoint
+    max_registers: int = 100  # per read request
+    max_gap: int = 10  # unused registers a merged read may span
+    exclusive: bool = False  # device accepts one client at a time: never hold two connections
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One device family: identity, quirks, points to read and points that may be written."""
+
+    key: str
+    maker: str
+    model: str
+    kind: str  # inverter, hybrid, meter, battery, raw
+    quirks: Quirks
+    points: tuple[PointSpec, ...]
+    writable: tuple[WritableSpec, ...] = ()
+    sunspec: bool = False  # addresses are resolved by walking the SunSpec model chain
+    sunspec_base: int = 40000
+    source: str = ""
+    path: str = ""
+    detect: Mapping[str, Any] = field(default_factory=dict)
+
+    def point(self, name: str) -> PointSpec:
+        """The point called `name` (KeyError if the profile has none)."""
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def writable_point(self, address: int) -> WritableSpec | None:
+        """The writable point starting at `address`, if any."""
+        for w in self.writable:
+            if w.address == address:
+                return w
+        return None
+
+    def resolved(self, models: Mapping[int, int]) -> Profile:
+        """Place model-relative (SunSpec) points using `models` {model id: address of its ID register}.
+
+        Points whose models the device lacks are dropped: a meter-less inverter simply has no grid points.
+        """
+        points = []
+        for p in self.points:
+            if p.at is None:
+                points.append(p)
+                continue
+            base = next((models[m] for m in p.model if m in models), None)
+            if base is None:
+                continue
+            sf = base + p.sf_at if p.sf_at is not None else p.sf
+            points.append(replace(p, address=base + p.at, sf=sf, at=None, sf_at=None, model=()))
+        return replace(self, points=tuple(points))
+
+
+class _Check:
+    """Collects the file name and a field path for error messages."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, msg: str) -> ProfileError:
+        return ProfileError(f"{self.path}: {where}: {msg}")
+
+    def get(self, data: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...):
+        if key not in data:
+            if default is ...:
+                raise self.fail(f"{where}.{key}" if where else key, "is required")
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(f"{where}.{key}" if where else key, f"must be {_names(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.fail(
+                f"{where}.{key}" if where else key, f"must be {_names(kinds)}, got {type(value).__name__} {value!r}"
+            )
+        return value
+
+    def choice(self, data: Mapping[str, Any], key: str, where: str, choices: tuple, default: Any) -> Any:
+        value = data.get(key, default)
+        if value not in choices:
+            raise self.fail(f"{where}.{key}", f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+
+    def unknown(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        extra = sorted(set(data) - allowed)
+        if extra:
+            raise self.fail(f"{where}.{extra[0]}" if where else extra[0], f"unknown field (allowed: {sorted(allowed)})")
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list", dict: "a map"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+_PROFILE_KEYS = {"maker", "model", "kind", "source", "defaults", "points", "writable", "sunspec", "detect"}
+_DEFAULT_KEYS = {
+    "transport",
+    "port",
+    "unit_id",
+    "baudrate",
+    "parity",
+    "stopbits",
+    "connect_delay",
+    "request_gap",
+    "max_registers",
+    "max_gap",
+    "exclusive",
+    "timeout",
+    "fc",
+    "words",
+    "bytes",
+    "na",
+}
+_POINT_KEYS = {
+    "name",
+    "address",
+    "fc",
+    "type",
+    "words",
+    "bytes",
+    "scale",
+    "add",
+    "sf",
+    "unit",
+    "na",
+    "range",
+    "model",
+    "at",
+    "sf_at",
+}
+_WRITE_KEYS = {"name", "address", "type", "words", "scale", "unit", "min", "max", "step", "default"}
+
+
+def parse_profile(data: Any, path: str, key: str) -> Profile:
+    """Validate loaded YAML `data` and build a Profile; raises ProfileError naming `path` and the field."""
+    c = _Check(path)
+    if not isinstance(data, Mapping):
+        raise c.fail("(top level)", "a profile must be a map of fields")
+    c.unknown(data, _PROFILE_KEYS, "")
+    maker = c.get(data, "maker", "", str)
+    model = c.get(data, "model", "", str)
+    kind = c.choice(data, "kind", "", ("inverter", "hybrid", "meter", "battery", "raw"), data.get("kind"))
+    d = c.get(data, "defaults", "", dict, {})
+    c.unknown(d, _DEFAULT_KEYS, "defaults")
+    quirks = Quirks(
+        transport=c.choice(d, "transport", "defaults", TRANSPORTS, "tcp"),
+        port=_int_in(c, d, "port", "defaults", 502, 1, 65535),
+        unit_id=_int_in(c, d, "unit_id", "defaults", 1, 0, 255),
+        baudrate=_int_in(c, d, "baudrate", "defaults", 9600, 1200, 921600),
+        parity=c.choice(d, "parity", "defaults", PARITIES, "N"),
+        stopbits=c.choice(d, "stopbits", "defaults", (1, 2), 1),
+        connect_delay=_num_in(c, d, "connect_delay", "defaults", 0.0, 0.0, 30.0),
+        request_gap=_num_in(c, d, "request_gap", "defaults", 0.0, 0.0, 10.0),
+        max_registers=_int_in(c, d, "max_registers", "defaults", 100, 4, 125),
+        max_gap=_int_in(c, d, "max_gap", "defaults", 10, 0, 100),
+        exclusive=c.get(d, "exclusive", "defaults", bool, False),
+        timeout=_num_in(c, d, "timeout", "defaults", 2.0, 0.05, 30.0),
+    )
+    fc_default = c.choice(d, "fc", "defaults", FUNCTIONS, 3)
+    words_default = c.choice(d, "words", "defaults", ORDERS, "big")
+    bytes_default = c.choice(d, "bytes", "defaults", ORDERS, "big")
+    na_default = _int_list(c, d, "na", "defaults", [])
+    sunspec = c.get(data, "sunspec", "", bool, False)
+
+    raw_points = c.get(data, "points", "", list)
+    points: list[PointSpec] = []
+    seen: set[str] = set()
+    for i, rp in enumerate(raw_points):
+        where = f"points[{i}]"
+        if not isinstance(rp, Mapping):
+            raise c.fail(where, "must be a map")
+        c.unknown(rp, _POINT_KEYS, where)
+        name = c.get(rp, "name", where, str)
+        where = f"points[{i}] ({name})"
+        if name in seen:
+            raise c.fail(f"{where}.name", "appears twice")
+        seen.add(name)
+        ptype = c.choice(rp, "type", where, tuple(TYPES), "uint16")
+        models = tuple(_int_list(c, rp, "model", where, []))
+        at = rp.get("at")
+        if at is not None:
+            if not sunspec:
+                raise c.fail(f"{where}.at", "model-relative points need `sunspec: true`")
+            if not models:
+                raise c.fail(f"{where}.model", "is required with `at`")
+            at = _int_in(c, rp, "at", where, 0, 0, 1000)
+            address = 0
+        else:
+            address = _int_in(c, rp, "address", where, ..., 0, 65535)
+            if address + TYPES[ptype] - 1 > 65535:
+                raise c.fail(f"{where}.address", "point runs past register 65535")
+        rng = rp.get("range")
+        if rng is not None:
+            if (
+                not isinstance(rng, list)
+                or len(rng) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng)
+                or rng[0] > rng[1]
+            ):
+                raise c.fail(f"{where}.range", f"must be [min, max] numbers with min <= max, got {rng!r}")
+            rng = (float(rng[0]), float(rng[1]))
+        scale = c.get(rp, "scale", where, float, 1.0)
+        if scale == 0:
+            raise c.fail(f"{where}.scale", "must not be 0")
+        na_list = _int_list(c, rp, "na", where, na_default)
+        width = 1 << (16 * TYPES[ptype])
+        na = tuple(v for v in na_list if v < width and (TYPES[ptype] == 1 or v >= 0x10000 or "na" in rp))
+        unit = c.choice(rp, "unit", where, UNITS, "")
+        if problem := check_name(name, unit):
+            raise c.fail(f"{where}.name", problem)
+        points.append(
+            PointSpec(
+                name=name,
+                address=address,
+                fc=c.choice(rp, "fc", where, FUNCTIONS, fc_default),
+                type=ptype,
+                words=c.choice(rp, "words", where, ORDERS, words_default),
+                bytes=c.choice(rp, "bytes", where, ORDERS, bytes_default),
+                scale=scale,
+                add=c.get(rp, "add", where, float, 0.0),
+                sf=_int_in(c, rp, "sf", where, None, 0, 65535),
+                unit=unit,
+                na=na,
+                range=rng,
+                model=models,
+                at=at,
+                sf_at=_int_in(c, rp, "sf_at", where, None, 0, 1000),
+            )
+        )
+    writable: list[WritableSpec] = []
+    for i, rw in enumerate(c.get(data, "writable", "", list, [])):
+        where = f"writable[{i}]"
+        if not isinstance(rw, Mapping):
+            raise c.fail(where, "must be a map")
+        c.unknown(rw, _WRITE_KEYS, where)
+        name = c.get(rw, "name", where, str)
+        where = f"writable[{i}] ({name})"
+        if problem := check_name(name, rw.get("unit", "")):
+            raise c.fail(f"{where}.name", problem)
+        w = WritableSpec(
+            name=name,
+            address=_int_in(c, rw, "address", where, ..., 0, 65535),
+            type=c.choice(rw, "type", where, ("int16", "uint16", "int32", "uint32"), "uint16"),
+            words=c.choice(rw, "words", where, ORDERS, words_default),
+            scale=c.get(rw, "scale", where, float, 1.0),
+            unit=c.choice(rw, "unit", where, UNITS, ""),
+            min=c.get(rw, "min", where, float),
+            max=c.get(rw, "max", where, float),
+            step=c.get(rw, "step", where, float, 1.0),
+            default=c.get(rw, "default", where, float),
+        )
+        if not w.min <= w.default <= w.max:
+            raise c.fail(f"{where}.default", f"safe default {w.default} is outside [{w.min}, {w.max}]")
+        if w.step <= 0:
+            raise c.fail(f"{where}.step", "must be positive")
+        writable.append(w)
+    detect = c.get(data, "detect", "", dict, {})
+    return Profile(
+        key=key,
+        maker=maker,
+        model=model,
+        kind=kind,
+        quirks=quirks,
+        points=tuple(points),
+        writable=tuple(writable),
+        sunspec=sunspec,
+        source=c.get(data, "source", "", str, ""),
+        path=path,
+        detect=detect,
+    )
+
+
+def _int_in(c: _Check, data: Mapping[str, Any], key: str, where: str, default: Any, lo: int, hi: int) -> Any:
+    value = c.get(data, key, where, int, default)
+    if value is None:
+        return None
+    if not lo <= value <= hi:
+        raise c.fail(f"{where}.{key}", f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _num_in(c: _Check, data: Mapping[str, Any], key: str, where: str, default: float, lo: float, hi: float) -> float:
+    value = c.get(data, key, where, float, default)
+    if not lo <= value <= hi:
+        raise c.fail(f"{where}.{key}", f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _int_list(c: _Check, data: Mapping[str, Any], key: str, where: str, default: list[int]) -> list[int]:
+    value = data.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise c.fail(f"{where}.{key}", f"must be an integer or a list of integers, got {value!r}")
+    return value
+
+
+def load_profile_file(path: Path | str) -> Profile:
+    """Load and validate one profile file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}" if mark is not None else "(parse)"
+        raise ProfileError(f"{path}: {at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_profile(data, str(path), path.stem)
+
+
+_cache: dict[str, Profile] = {}
+
+
+def load_profile(key: str, directory: Path = PROFILE_DIR) -> Profile:
+    """The profile called `key` (file stem) from the profile directory, cached."""
+    if directory == PROFILE_DIR and key in _cache:
+        return _cache[key]
+    path = directory / f"{key}.yaml"
+    if not path.exists():
+        known = ", ".join(profile_names(directory))
+        raise ProfileError(f"no profile {key!r} (known: {known})")
+    profile = load_profile_file(path)
+    if directory == PROFILE_DIR:
+        _cache[key] = profile
+    return profile
+
+
+def profile_names(directory: Path = PROFILE_DIR) -> list[str]:
+    """Keys of all profiles in the directory."""
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_all(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+    """Every profile in the directory, validated (the first bad file raises)."""
+    return {k: load_profile(k, directory) for k in profile_names(directory)}
