@@ -106,6 +106,8 @@ FIELDS: tuple[Field, ...] = (
     Field("stats_interval", float, 60.0, "seconds between engine statistics in the log (0 = never)", min=0, max=86400),
     Field("shutdown_timeout", float, 5.0, "seconds allowed for a clean stop on SIGTERM/SIGINT", min=0.5, max=60),
     Field("name", str, "", "a human name for this gateway (defaults to Ohm-<id>)"),
+    # -- devices -------------------------------------------------------------------------
+    Field("devices.backoff_cap", float, 10.0, "longest seconds before retrying an offline device", min=1, max=60),
 )
 
 FIELDS_BY_KEY = {f.key: f for f in FIELDS}

@@ -1,1 +1,32 @@
 """Devices: profiles as data, Modbus transports, pollers, discovery; `attach(gateway)` starts the service."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.gateway import Gateway
+
+
+def attach(gateway: Gateway) -> None:
+    """Open the device list under the data directory and start polling every stored device."""
+    from .service import DeviceService
+    from .store import DeviceStore
+
+    cfg = gateway.config
+    store = DeviceStore(gateway.data_dir / "devices.sqlite")
+    service = DeviceService(
+        gateway.engine,
+        gateway.bus,
+        store,
+        backoff_cap=float(_setting(cfg, "devices.backoff_cap", 10.0)),
+    )
+    gateway.services["devices"] = service
+    gateway.engine.on_shutdown("devices", service.close)
+    service.start()
+
+
+def _setting(cfg: object, key: str, default: float) -> float:
+    get = getattr(cfg, "get", None)
+    value = get(key) if get is not None else None
+    return default if value is None else value
