@@ -108,6 +108,58 @@ FIELDS: tuple[Field, ...] = (
     Field("name", str, "", "a human name for this gateway (defaults to Ohm-<id>)"),
     # -- devices -------------------------------------------------------------------------
     Field("devices.backoff_cap", float, 10.0, "longest seconds before retrying an offline device", min=1, max=60),
+    # -- identity, telemetry, outbox, uplink (issue 4) -------------------------------------
+    Field(
+        "identity.backend",
+        str,
+        "auto",
+        "gateway key: auto (chip if present, else software), software, atecc608",
+        choices=("auto", "software", "atecc608"),
+    ),
+    Field("identity.i2c_bus", int, 1, "I2C bus of the ATECC608 secure element", min=0, max=255),
+    Field("identity.i2c_address", int, 0xC0, "I2C address of the ATECC608 (8-bit form, 0xC0 = 192)", min=0, max=255),
+    Field(
+        "telemetry.batch_interval", float, 10.0, "seconds of readings per signed telemetry batch", min=0.05, max=3600
+    ),
+    Field(
+        "outbox.max_bytes",
+        int,
+        256 * 1024 * 1024,
+        "outbox size bound; the oldest telemetry is dropped beyond it",
+        min=4096,
+    ),
+    Field(
+        "outbox.max_age", float, 30 * 86400.0, "seconds telemetry may wait in the outbox before it is dropped", min=1
+    ),
+    Field("mqtt.host", str, "", "MQTT broker host name (empty = uplink disabled)"),
+    Field("mqtt.port", int, 0, "MQTT broker port (0 = 1883, or 8883 with TLS)", min=0, max=65535),
+    Field("mqtt.tls", bool, False, "connect with TLS"),
+    Field("mqtt.ca_file", str, "", "CA certificate file for the broker (empty = system CAs)"),
+    Field("mqtt.cert_file", str, "", "client certificate file for mutual TLS"),
+    Field("mqtt.key_file", str, "", "client private key file for mutual TLS"),
+    Field("mqtt.username", str, "", "MQTT user name (empty = none)"),
+    Field("mqtt.password", str, "", "MQTT password", secret=True),
+    Field("mqtt.client_id", str, "", "MQTT client id (empty = the gateway id)"),
+    Field("mqtt.topic_prefix", str, "ohm", "first level of every topic: <prefix>/<gateway>/telemetry ..."),
+    Field(
+        "mqtt.protocol",
+        str,
+        "auto",
+        "MQTT version: auto (5, falling back to 3.1.1), 5 or 3.1.1",
+        choices=("auto", "5", "3.1.1"),
+    ),
+    Field("mqtt.keepalive", int, 30, "seconds between MQTT keepalives", min=5, max=3600),
+    Field("mqtt.inflight", int, 64, "QoS 1 messages awaiting PUBACK at once", min=1, max=1000),
+    Field(
+        "mqtt.backlog_rate",
+        float,
+        200.0,
+        "messages per second the backlog drain may send (live data goes first)",
+        min=0.1,
+    ),
+    Field("mqtt.backoff_max", float, 10.0, "longest wait between reconnect attempts, seconds", min=0.1, max=10),
+    Field("mqtt.backend_key", str, "", "backend public key (PEM/JWK file or inline) that signs commands; empty = none"),
+    Field("mqtt.command_max_ttl", float, 3600.0, "commands expiring further ahead than this are refused", min=1),
 )
 
 FIELDS_BY_KEY = {f.key: f for f in FIELDS}

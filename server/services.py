@@ -21,4 +21,11 @@ def default_services() -> list[Attach]:
     from server.devices import attach as devices
 
     services.append(devices)
+    # Identity, outbox, telemetry, uplink (issue 4): in this order, each finds the previous in gateway.services.
+    from server.crypto.service import attach as identity
+    from server.outbox.service import attach as outbox
+    from server.telemetry.service import attach as telemetry
+    from server.uplink.service import attach as uplink
+
+    services += [identity, outbox, telemetry, uplink]
     return services

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.bus import Point, Snapshot
+from server.config import load
+from server.consumer import Consumer, ConsumerStore
+from server.consumer.consumer import ConsumerSettings
+from server.crypto.service import attach as identity
+from server.gateway import Gateway
+from server.outbox.service import attach as outbox
+from server.telemetry.service import attach as telemetry
+from server.uplink.service import attach as uplink
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def snap(device: str, i: int) -> Snapshot:
+    return Snapshot(device, time.time(), time.monotonic(), True, {"p": Point(float(i), "W"), "n": Point(i, "")})
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    made: list[Gateway] = []
+
+    def make(broker: Any = None, data: str = "gw", **settings: Any) -> Gateway:
+        overrides = {
+            "data_dir": tmp_path / data,
+            "stats_interval": 0,
+            "telemetry.batch_interval": 0.1,
+            "mqtt.backoff_max": 1.0,
+            "identity.backend": "software",
+        }
+        if broker is not None:
+            overrides["mqtt.host"] = "127.0.0.1"
+            overrides["mqtt.port"] = broker.port
+        overrides.update({k.replace("__", "."): v for k, v in settings.items()})
+        gw = Gateway(load(None, env={}, overrides=overrides), services=[identity, outbox, telemetry, uplink])
+        gw.start()
+        gw.engine.start_thread()
+        made.append(gw)
+        return gw
+
+    try:
+        yield make
+    finally:
+        for gw in made:
+            gw.stop()
+            gw.engine.wait_stopped(5)
+
+
+@pytest.fixture
+def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
+    made: list[Consumer] = []
+
+    def make(broker: Any, **kw: Any) -> Consumer:
+        store = ConsumerStore(tmp_path / f"consumer{len(made)}.sqlite")
+        c = Consumer(ConsumerSettings(port=broker.port, client_id=f"consumer{len(made)}", **kw), store).start()
+        made.append(c)
+        wait_for(c.connected.is_set, 5)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()
+            c.store.close()
