@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -93,6 +94,7 @@ class Poller:
         self._in_flight = False
         self._stopped = False
         self._last_points: dict[str, Point] = {}
+        self.lateness: deque[float] = deque(maxlen=512)  # seconds each poll started after its slot
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class Poller:
         self.engine.submit(self._task)
 
     def _tick(self, now: float) -> None:
+        self.lateness.append(now - (self._next_due if self._next_due is not None else now))
         if self._in_flight:  # the previous poll is still on the lane: do not queue a second one
             self.health.skipped += 1
             return
