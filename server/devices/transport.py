@@ -58,6 +58,8 @@ class Link:
         """One endpoint (and lane) per bus: a TCP endpoint, a serial line, or a logger stick."""
         if self.transport == "rtu":
             return f"rtu:{self.device}"
+        if self.transport == "solarman":
+            return f"solarman:{self.host}:{self.port}:{self.logger_serial}"
         return f"{self.transport}:{self.host}:{self.port}"
 
 

@@ -199,3 +199,40 @@ def test_bad_device_configs_are_refused(svc: DeviceService) -> None:
         svc.add({"id": "x", "profile": "sma", "host": "127.0.0.1", "interval": 0.1})
     with pytest.raises(DeviceConfigError, match="unknown device field 'colour'"):
         svc.add({"id": "x", "profile": "sma", "host": "127.0.0.1", "colour": "red"})
+
+
+def test_solarman_v5_logger(svc: DeviceService, sims: list[Simulator]) -> None:
+    from modbus_slave.solarman import SolarmanLogger
+
+    sim = Simulator("deye", clock=fixed()).start()
+    sims.append(sim)
+    logger = SolarmanLogger(sim, serial=2712345678).start()
+    try:
+        svc.add(
+            {"id": "deye", "profile": "deye", "host": "127.0.0.1", "port": logger.port, "logger_serial": 2712345678}
+        )
+        snap = wait_for(online(svc, "deye"))
+        assert snap.points["grid.power_w"].value == -1500
+        assert snap.points["pv.energy_wh"].value == 12_345_000
+        assert snap.points["inverter.temperature_c"].value == 50
+        # a stick ignores frames for another serial number: the device stays offline
+        svc.add({"id": "wrong", "profile": "deye", "host": "127.0.0.1", "port": logger.port, "logger_serial": 1})
+        wait_for(lambda: svc.health("wrong")["state"] == "offline")
+        results: list[Outcome] = []
+        svc.write_raw("deye", 143, 500, results.append)
+        wait_for(lambda: results)
+        assert results[0].ok and sim.written == {143: 500}
+    finally:
+        logger.stop()
+
+
+def test_two_units_share_one_endpoint_and_lane(svc: DeviceService, sims: list[Simulator]) -> None:
+    sim = Simulator("sma", unit_ids=(3, 4), clock=fixed()).start()
+    sims.append(sim)
+    svc.add({"id": "a", "profile": "sma", "host": "127.0.0.1", "port": sim.port, "unit_id": 3, "interval": 1})
+    svc.add({"id": "b", "profile": "sma", "host": "127.0.0.1", "port": sim.port, "unit_id": 4, "interval": 1})
+    wait_for(online(svc, "a"))
+    wait_for(online(svc, "b"))
+    assert len(svc._endpoints) == 1
+    time.sleep(1.5)
+    assert svc.health("a")["failures"] == 0 and svc.health("b")["failures"] == 0
