@@ -52,10 +52,18 @@ class Outbox:
         self._listeners.append(fn)
 
     def run(
-        self, job: Callable[[OutboxStore], Any], then: Callable[[Outcome[Any]], Any] | None = None, *, kind: str
+        self,
+        job: Callable[[OutboxStore], Any],
+        then: Callable[[Outcome[Any]], Any] | None = None,
+        *,
+        kind: str,
+        cls: TaskClass = TaskClass.HARVEST,
     ) -> None:
-        """Run `job(store)` on the outbox lane; `then(outcome)` follows as an engine task."""
-        self.engine.offload(lambda: job(self.store), then, kind=kind, cls=TaskClass.UPLINK_LIVE, lane=self.lane)
+        """Run `job(store)` on the outbox lane; `then(outcome)` follows as an engine task of class `cls`.
+
+        Writers keep the default HARVEST class, which is not paused while the gateway is offline.
+        """
+        self.engine.offload(lambda: job(self.store), then, kind=kind, cls=cls, lane=self.lane)
 
     def added(self, dropped: int) -> None:
         """Called by writers (on the lane) after a put: wake the uplink, report drops."""

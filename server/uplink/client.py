@@ -29,7 +29,7 @@ from server.crypto.base import Signer
 from server.engine import Duplicate, Engine, EngineStopped, Outcome, Task, TaskClass
 from server.outbox.service import Outbox
 from server.outbox.store import PRIO_RESULT, OutboxStore, Row
-from server.statemachine import Event
+from server.statemachine import Event, State
 from server.telemetry.envelope import build_result
 
 from .backoff import backoff_delay
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ohm.uplink")
 
 UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 CONNACK "unacceptable protocol version" / MQTT 5 reason 0x84
+STALE_INFLIGHT = 120  # seconds without PUBACK while connected before a message is sent again
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class Uplink:
         self._fetching = False
         self._tokens = 0.0
         self._tokens_at = engine.clock.monotonic()
+        self._stale_checked = self._tokens_at
         self._attempt = 0
         self.connected = False
         self.client: mqtt.Client | None = None
@@ -270,9 +272,17 @@ class Uplink:
             self.s.effective_port,
             "5" if self._protocol == mqtt.MQTTv5 else "3.1.1",
         )
-        if self.gateway is not None:
-            self.gateway.post(Event.UPLINK_UP)
+        self._post_up(now)
         self.kick()
+
+    def _post_up(self, now: float) -> Task | None:
+        """Tell the state machine; while it is still booting, ask again shortly (boot is posted after attach)."""
+        if self.gateway is None or not self.connected:
+            return None
+        if self.gateway.state is State.BOOTING:
+            return Task(self._post_up, kind="uplink.post_up", cls=TaskClass.CONTROL, due=now + 0.05)
+        self.gateway.post(Event.UPLINK_UP)
+        return None
 
     def _disconnected(self, rc: ReasonCode) -> None:
         was = self.connected
@@ -319,7 +329,26 @@ class Uplink:
         cutoff = self.engine.clock.time() - self.s.live_window
         self._fetch(self._free(), created_after=cutoff, kind="uplink.fetch_live")
 
+    def _forget_stale(self) -> None:
+        """Safety net: a row in flight far longer than any PUBACK takes is released to be sent again.
+
+        paho resends unacknowledged QoS 1 messages itself after a reconnect, so this should never
+        fire; if it does, the worst case is a duplicate that the sequence number exposes.
+        """
+        cutoff = time.time() - STALE_INFLIGHT
+        with self._lock:
+            stale = {rid for rid, at in self._inflight.items() if at < cutoff}
+            for rid in stale:
+                del self._inflight[rid]
+        if stale:
+            self._mids = {mid: rid for mid, rid in self._mids.items() if rid not in stale}
+            log.warning("%d messages had no PUBACK for %d s; sending them again", len(stale), STALE_INFLIGHT)
+
     def _drain_backlog(self, now: float) -> None:
+        if self.connected and self.last_connect_at is not None and now - self._stale_checked > 30.0:
+            self._stale_checked = now
+            if self.engine.clock.time() - self.last_connect_at > STALE_INFLIGHT:
+                self._forget_stale()
         rate = self.s.backlog_rate
         self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)  # at most one second of burst
         self._tokens_at = now
@@ -346,7 +375,7 @@ class Uplink:
                     self._inflight[row.id] = stamp
             return rows
 
-        self.outbox.run(job, self._publish_rows, kind=kind)
+        self.outbox.run(job, self._publish_rows, kind=kind, cls=TaskClass.UPLINK_LIVE)
 
     def _publish_rows(self, outcome: Outcome[list[Row]]) -> None:
         if not outcome.ok:
@@ -419,6 +448,7 @@ class Uplink:
             lambda store: store.remember_command(cmd.id, cmd.exp, now),
             lambda outcome: self._dispatch(cmd, outcome),
             kind="uplink.replay_check",
+            cls=TaskClass.CONTROL,
         )
 
     def _dispatch(self, cmd: Any, outcome: Outcome[bool]) -> None:
