@@ -163,7 +163,7 @@ def _run_help(parser: argparse.ArgumentParser) -> str:
 
 
 # Modules that register more subcommands with @subcommand (verify, consume, ...).
-COMMAND_MODULES: tuple[str, ...] = ("server.telemetry.cli", "server.consumer.cli")
+COMMAND_MODULES: tuple[str, ...] = ("server.telemetry.cli", "server.consumer.cli", "server.devices.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
