@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger("ohm.devices.transport")
+# pymodbus logs every timeout at ERROR; pollers log a device going offline once and recovering once,
+# so its own chatter is held back unless someone configured the "pymodbus" logger on purpose.
+if logging.getLogger("pymodbus").level == logging.NOTSET:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 class DeviceIOError(IOError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
@@ -154,3 +155,20 @@ def test_cli_help_and_bad_profile() -> None:
         [sys.executable, "-m", "modbus_slave", "--profile", "nope"], capture_output=True, text=True, timeout=30
     )
     assert bad.returncode == 2 and "no profile 'nope'" in bad.stderr
+
+
+@pytest.mark.integration
+def test_flap_pattern_alternates_service(sma) -> None:
+    sim, client, _ = sma
+    sim.set_fault(Fault("flap", up=0.4, down=0.4))
+    outcomes = set()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and len(outcomes) < 2:
+        client.close()
+        try:
+            client.connect()
+            outcomes.add(not client.read_input_registers(30775, count=2, device_id=3).isError())
+        except Exception:  # noqa: BLE001 - a refused/dropped connection is the "down" half
+            outcomes.add(False)
+        time.sleep(0.1)
+    assert outcomes == {True, False}

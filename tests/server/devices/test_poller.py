@@ -236,3 +236,30 @@ def test_two_units_share_one_endpoint_and_lane(svc: DeviceService, sims: list[Si
     assert len(svc._endpoints) == 1
     time.sleep(1.5)
     assert svc.health("a")["failures"] == 0 and svc.health("b")["failures"] == 0
+
+
+def test_change_and_remove_are_persisted(tmp_path: Path, sims: list[Simulator]) -> None:
+    sim = Simulator("sma", clock=fixed()).start()
+    sims.append(sim)
+    engine = Engine()
+    store = DeviceStore(tmp_path / "devices.sqlite")
+    service = DeviceService(engine, Bus(), store)
+    engine.start_thread()
+    try:
+        done: list[Outcome] = []
+        service.add({"id": "a", "profile": "sma", "host": "127.0.0.1", "port": sim.port}, done.append)
+        service.add({"id": "b", "profile": "sma", "host": "127.0.0.1", "port": sim.port}, done.append)
+        service.change("a", {"interval": 30, "name": "roof"}, done.append)
+        service.remove("b", done.append)
+        wait_for(lambda: len(done) == 4)
+        assert all(o.ok for o in done)
+        with pytest.raises(DeviceConfigError, match="cannot be changed"):
+            service.change("a", {"id": "z"})
+        with pytest.raises(KeyError):
+            service.remove("b")
+    finally:
+        service.close()
+        engine.stop()
+        engine.wait_stopped(5)
+    stored = DeviceStore(tmp_path / "devices.sqlite").load()
+    assert [(c.id, c.interval, c.name) for c in stored] == [("a", 30, "roof")]
