@@ -263,3 +263,21 @@ def test_change_and_remove_are_persisted(tmp_path: Path, sims: list[Simulator]) 
         engine.wait_stopped(5)
     stored = DeviceStore(tmp_path / "devices.sqlite").load()
     assert [(c.id, c.interval, c.name) for c in stored] == [("a", 30, "roof")]
+
+
+@pytest.mark.parametrize("fault", ["silent", "garbage"])
+def test_rtu_fault_then_recovery(svc: DeviceService, sims: list[Simulator], fault: str) -> None:
+    from modbus_slave.faults import parse_fault
+
+    sim = Simulator("eastron_sdm630", rtu=True, clock=fixed()).start()
+    sims.append(sim)
+    events: list[str] = []
+    svc.bus.on_event(lambda e: events.append(e.kind))
+    svc.add({"id": "m", "profile": "eastron_sdm630", "device": sim.device, "baudrate": 115200, "interval": 1})
+    wait_for(online(svc, "m"))
+    sim.set_fault(parse_fault(fault))
+    wait_for(lambda: (s := svc.snapshot("m")) is not None and not s.online)
+    sim.set_fault(None)
+    snap = wait_for(online(svc, "m"), timeout=15)
+    assert snap.points["grid.power_w"].value == pytest.approx(-1500)
+    assert events.count("offline") == 1 and events.count("recovered") == 1
