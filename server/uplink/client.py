@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ohm.uplink")
 
 UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 CONNACK "unacceptable protocol version" / MQTT 5 reason 0x84
+CONNECT_TIMEOUT = 5.0  # seconds from TCP connect to CONNACK before the attempt is abandoned
 STALE_INFLIGHT = 120  # seconds without PUBACK while connected before a message is sent again
 
 
@@ -141,6 +142,9 @@ class Uplink:
         self._tokens = 0.0
         self._tokens_at = engine.clock.monotonic()
         self._stale_checked = self._tokens_at
+        self._refusal_logged = False
+        self._attempts = 0  # connect attempts started (paho thread writes, engine reads)
+        self._answered = 0  # the last attempt that ended with a CONNACK or a TCP/TLS failure
         self._attempt = 0
         self.connected = False
         self.client: mqtt.Client | None = None
@@ -202,6 +206,7 @@ class Uplink:
             )
         client.will_set(self.topics["status"], self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(s.backoff_base, s.backoff_max)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -229,7 +234,23 @@ class Uplink:
         if self.client is not None:
             self.client.reconnect_delay_set(delay, delay)
 
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self._attempts += 1
+        attempt = self._attempts
+        try:
+            self.engine.submit(
+                Task(
+                    lambda now: self._check_connack(client, attempt),
+                    kind="uplink.connect_watchdog",
+                    cls=TaskClass.CONTROL,
+                ),
+                delay=CONNECT_TIMEOUT,
+            )
+        except EngineStopped:
+            pass
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        self._answered = self._attempts
         if rc.is_failure:
             self._next_delay()
             self._submit(lambda now: self._connect_refused(rc), "uplink.connect_refused", TaskClass.CONTROL)
@@ -238,6 +259,7 @@ class Uplink:
         self._submit(self._connected, "uplink.connected", TaskClass.CONTROL)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._answered = self._attempts
         self._next_delay()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
@@ -261,6 +283,7 @@ class Uplink:
         if client is None:
             return
         self.connected = True
+        self._refusal_logged = False
         self.counters["connects"] += 1
         self.last_connect_at = self.engine.clock.time()
         self._parked.clear()
@@ -293,19 +316,38 @@ class Uplink:
             if self.gateway is not None:
                 self.gateway.post(Event.UPLINK_DOWN)
 
+    def _check_connack(self, client: mqtt.Client, attempt: int) -> None:
+        """No CONNACK in time: some 3.1.1-only brokers never answer an MQTT 5 CONNECT (with a will)."""
+        if self.connected or client is not self.client or attempt != self._attempts or self._answered == attempt:
+            return  # connected, superseded, or the attempt ended with an answer (CONNACK or TCP/TLS failure)
+        if self._protocol == mqtt.MQTTv5 and self.s.protocol == "auto":
+            log.warning("no answer to an MQTT 5 CONNECT within %g s; trying MQTT 3.1.1", CONNECT_TIMEOUT)
+            self._protocol = mqtt.MQTTv311
+        else:
+            log.info("no CONNACK within %g s; connecting again", CONNECT_TIMEOUT)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Replace the client (new protocol or a stuck attempt); joining paho's thread is done off the engine."""
+        old, self.client = self.client, None
+        if old is not None:
+            self.engine.offload(lambda: (old.disconnect(), old.loop_stop()), kind="uplink.close_old")
+        self.client = self._make_client()
+        self.client.connect_async(self.s.host, self.s.effective_port, keepalive=self.s.keepalive)
+        self.client.loop_start()
+
     def _connect_refused(self, rc: ReasonCode) -> None:
         if rc.value in UNSUPPORTED_PROTOCOL and self._protocol == mqtt.MQTTv5 and self.s.protocol == "auto":
             log.warning("broker refuses MQTT 5; falling back to 3.1.1")
             self._protocol = mqtt.MQTTv311
-            old, self.client = self.client, None
-            if old is not None:
-                old.disconnect()
-                old.loop_stop()
-            self.client = self._make_client()
-            self.client.connect_async(self.s.host, self.s.effective_port, keepalive=self.s.keepalive)
-            self.client.loop_start()
+            self._rebuild()
             return
-        log.error("broker refused the connection: %s (check credentials / certificates)", rc)
+        # Logged once until a connection succeeds; the retries go on quietly with backoff.
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            log.error("broker refused the connection: %s (check credentials / certificates)", rc)
+        else:
+            log.debug("broker refused the connection again: %s", rc)
 
     # ---- drain -------------------------------------------------------------------------
 

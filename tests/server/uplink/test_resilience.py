@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from server.statemachine import State
@@ -65,6 +66,7 @@ def test_broker_outage_loses_nothing_and_reconnects_fast(mosquitto_factory, gate
     assert counters == sorted(counters) and len(set(counters)) == len(counters)
     assert not consumer.ledger.gaps(gid)
     assert gw.services["uplink"].counters["connects"] >= 2
+    assert gw.services["uplink"]._protocol == mqtt.MQTTv5  # an outage is no reason to fall back to 3.1.1
 
 
 def _spawn(data: Path, port: int, feed: float, rate: float) -> subprocess.Popen[str]:
