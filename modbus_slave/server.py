@@ -37,19 +37,51 @@ _WRITE_FCS = {6: 3, 16: 3}
 
 
 class _LoopThread:
-    """One asyncio loop on a daemon thread, shared by every simulator in the process."""
+    """One asyncio loop on a daemon thread, shared by every simulator in the process.
+
+    Simulators hold a reference while they run; the loop and its thread end with the last one.
+    """
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _users = 0
 
     @classmethod
     def loop(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="modbus-sim", daemon=True).start()
+                cls._thread = threading.Thread(target=loop.run_forever, name="modbus-sim", daemon=True)
+                cls._thread.start()
                 cls._loop = loop
             return cls._loop
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls._lock:
+            cls._users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users > 0 or cls._loop is None:
+                return
+            loop, thread, cls._loop, cls._thread = cls._loop, cls._thread, None, None
+
+        async def drain() -> None:  # end connection handlers cleanly before the loop closes
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(5)
+        loop.close()
 
     @classmethod
     def run(cls, coro, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -99,6 +131,7 @@ class Simulator:
         self._writers: set[asyncio.StreamWriter] = set()
         self._pty: _PtyRelay | None = None
         self._image_cache: tuple[float, dict[tuple[int, int], int]] = (-1.0, {})
+        self._holds_loop = False
 
     # ---- registers ----------------------------------------------------------------------
 
@@ -168,6 +201,15 @@ class Simulator:
     def start(self) -> Simulator:
         """Start serving; returns self (port/device filled in)."""
         devices = [self._simdevice(u) for u in self.unit_ids]
+        _LoopThread.acquire()
+        self._holds_loop = True
+        try:
+            return self._start(devices)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, devices: list[SimDevice]) -> Simulator:
         if self.rtu:
             self._pty = _PtyRelay(self.fault, self.unit_ids)
             self.device = self._pty.client_path
@@ -209,6 +251,9 @@ class Simulator:
         if self._pty is not None:
             self._pty.stop()
             self._pty = None
+        if self._holds_loop:
+            self._holds_loop = False
+            _LoopThread.release()
 
     def __enter__(self) -> Simulator:
         return self.start()

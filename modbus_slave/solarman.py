@@ -57,7 +57,12 @@ class SolarmanLogger:
 
     def start(self) -> SolarmanLogger:
         """Start serving; returns self with .port filled in."""
-        self._server = _LoopThread.run(asyncio.start_server(self._serve, self.host, self.port))
+        _LoopThread.acquire()
+        try:
+            self._server = _LoopThread.run(asyncio.start_server(self._serve, self.host, self.port))
+        except BaseException:
+            _LoopThread.release()
+            raise
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -72,6 +77,7 @@ class SolarmanLogger:
                     await asyncio.wait_for(server.wait_closed(), 2)
 
             _LoopThread.run(close())
+            _LoopThread.release()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_r = up_w = None
