@@ -78,6 +78,13 @@ def expand_hosts(spec: str | Iterable[str]) -> list[str]:
     return hosts
 
 
+def serial_ports() -> list[str]:
+    """Serial ports present on this machine (USB RS-485 adapters, on-board UARTs)."""
+    from serial.tools import list_ports
+
+    return sorted(p.device for p in list_ports.comports())
+
+
 def score_profile(client: Client, profile: Profile, unit: int) -> float:
     """Share of a profile's points that read and decode as OK at `unit` (0 when nothing answers)."""
     regs: dict[tuple[int, int], int] = {}

@@ -54,6 +54,8 @@ class DeviceService:
         self._configs: dict[str, DeviceConfig] = {}
         self._pollers: dict[str, Poller] = {}
         self._endpoints: dict[str, Endpoint] = {}
+        self._scans: dict[str, Any] = {}
+        self._scan_seq = 0
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -225,6 +227,35 @@ class DeviceService:
         except DeviceIOError:
             endpoint.reset()
             raise
+
+    # ---- discovery ------------------------------------------------------------------------
+
+    def scan(
+        self, *, hosts: str | list[str] = "", ports: list[int] | None = None, serial: list[str] | None = None, **kw: Any
+    ) -> str:
+        """Start a discovery scan (TCP hosts x ports, or serial ports x bauds); returns its id for `scan_status`."""
+        from .discovery import DEFAULT_PORTS, Scan
+
+        if hosts:
+            scan = Scan.tcp(self.engine, hosts, ports or DEFAULT_PORTS, **kw)
+        elif serial:
+            scan = Scan.serial(self.engine, serial, **kw)
+        else:
+            raise ValueError("give hosts (with ports) or serial ports to scan")
+        with self._lock:
+            self._scan_seq += 1
+            scan_id = f"scan-{self._scan_seq}"
+            self._scans[scan_id] = scan
+        scan.start()
+        return scan_id
+
+    def scan_status(self, scan_id: str) -> dict[str, Any]:
+        """Progress and findings of a scan (KeyError if unknown)."""
+        return self._scans[scan_id].progress()
+
+    def cancel_scan(self, scan_id: str) -> None:
+        """Cancel a running scan (KeyError if unknown)."""
+        self._scans[scan_id].cancel()
 
     # ---- internals ------------------------------------------------------------------------
 

@@ -85,3 +85,25 @@ def test_scan_is_rate_limited_and_cancellable(engine: Engine) -> None:
     assert scan.finished.wait(5)
     assert scan.cancelled and 2 <= scan.done <= 6, scan.done
     assert time.monotonic() - t0 < 2
+
+
+@pytest.mark.integration
+def test_service_scan_api(engine: Engine) -> None:
+    from server.bus import Bus
+    from server.devices.discovery import serial_ports
+    from server.devices.service import DeviceService
+
+    assert isinstance(serial_ports(), list)
+    service = DeviceService(engine, Bus())
+    sim = Simulator("sma", clock=lambda: NOON).start()
+    try:
+        scan_id = service.scan(hosts="127.0.0.1", ports=[sim.port], units=[3], timeout=0.3)
+        deadline = time.monotonic() + 10
+        while not service.scan_status(scan_id)["finished"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sim.stop()
+    status = service.scan_status(scan_id)
+    assert status["done"] == 1 and status["found"][0]["profile"] == "sma"
+    with pytest.raises(ValueError, match="give hosts"):
+        service.scan()
