@@ -53,6 +53,8 @@ class OutboxStore:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self._lock = threading.Lock()  # the lane serialises callers; this guards against misuse
+        if not self.path.exists():
+            self.path.touch(mode=0o600)  # telemetry and command ids are nobody else's business
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

@@ -179,6 +179,7 @@ class Uplink:
                 info.wait_for_publish(timeout=1.0)
             except (RuntimeError, ValueError, OSError):
                 log.debug("could not publish offline status at stop")
+        client.disable_logger()  # paho logs "not connected" as an error once its socket is closed
         client.disconnect()
         client.loop_stop()
         self.client = None
@@ -278,7 +279,7 @@ class Uplink:
 
     # ---- connection state (engine tasks) -----------------------------------------------
 
-    def _connected(self, now: float) -> None:
+    def _connected(self, now: float) -> Task | None:
         client = self.client
         if client is None:
             return
@@ -295,8 +296,8 @@ class Uplink:
             self.s.effective_port,
             "5" if self._protocol == mqtt.MQTTv5 else "3.1.1",
         )
-        self._post_up(now)
         self.kick()
+        return self._post_up(now)  # a follow-up task while the gateway is still booting
 
     def _post_up(self, now: float) -> Task | None:
         """Tell the state machine; while it is still booting, ask again shortly (boot is posted after attach)."""
@@ -330,7 +331,12 @@ class Uplink:
     def _rebuild(self) -> None:
         """Replace the client (new protocol or a stuck attempt); joining paho's thread is done off the engine."""
         old, self.client = self.client, None
+        # What the old client had in flight dies with it: release those rows to be sent again.
+        with self._lock:
+            self._inflight.clear()
+        self._mids.clear()
         if old is not None:
+            old.disable_logger()  # its last words would be a misleading "not connected" error
             self.engine.offload(lambda: (old.disconnect(), old.loop_stop()), kind="uplink.close_old")
         self.client = self._make_client()
         self.client.connect_async(self.s.host, self.s.effective_port, keepalive=self.s.keepalive)

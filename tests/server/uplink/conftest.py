@@ -18,14 +18,16 @@ from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02) -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02, why: Callable[[], str] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cond()
         if value:
             return value
         time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"condition not met within {timeout} s" + (f": {why()}" if why else ""))
 
 
 def snap(device: str, i: int) -> Snapshot:

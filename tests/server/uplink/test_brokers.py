@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def _deliver(gw, consumer, n=5):
-    wait_for(lambda: gw.state is State.ONLINE, 5)
+    wait_for(lambda: gw.state is State.ONLINE, 10, why=lambda: str(gw.services["uplink"].stats()))
     for i in range(n):
         gw.bus.publish(snap("m1", i))
     gid = gw.services["identity"].device_id
@@ -60,7 +60,7 @@ def test_acl_lets_a_gateway_write_only_its_own_topics(mosquitto_factory, gateway
     # Another gateway with the same user but another id: the broker refuses its publishes (MQTT 5 PUBACK
     # 0x87); nothing is deleted from its outbox, nothing reaches the consumer.
     other = gateway_factory(broker, data="other", mqtt__username="gw", mqtt__password="pw")
-    wait_for(lambda: other.state is State.ONLINE, 5)
+    wait_for(lambda: other.state is State.ONLINE, 10)
     for i in range(3):
         other.bus.publish(snap("m1", i))
     wait_for(lambda: other.services["uplink"].counters["refused"] >= 1)

@@ -22,7 +22,7 @@ def test_commands_accepted_and_rejected(mosquitto, gateway_factory, consumer_fac
     key_file.write_text(backend.public_pem())
     consumer = consumer_factory(mosquitto)
     gw = gateway_factory(mosquitto, mqtt__backend_key=str(key_file), mqtt__password="hunter2", mqtt__username="u")
-    wait_for(lambda: gw.state is State.ONLINE, 5)
+    wait_for(lambda: gw.state is State.ONLINE, 10, why=lambda: str(gw.services["uplink"].stats()))
     gid = gw.services["identity"].device_id
     now = time.time()
 

@@ -24,7 +24,7 @@ def test_broker_outage_loses_nothing_and_reconnects_fast(mosquitto_factory, gate
     broker = mosquitto_factory(persistence=True)
     consumer = consumer_factory(broker)
     gw = gateway_factory(broker, mqtt__backoff_max=10.0)  # the production cap
-    wait_for(lambda: gw.state is State.ONLINE, 5)
+    wait_for(lambda: gw.state is State.ONLINE, 10, why=lambda: str(gw.services["uplink"].stats()))
     gid = gw.services["identity"].device_id
     stop = threading.Event()
 
@@ -51,10 +51,18 @@ def test_broker_outage_loses_nothing_and_reconnects_fast(mosquitto_factory, gate
         stop.set()
         feeder.join()
     assert reconnect < 10.0
-    tele = gw.services["telemetry"]
-    wait_for(lambda: tele.stats()["pending"] == 0 and gw.services["outbox"].store.rows == 0, 15)
+    tele, up, ob = gw.services["telemetry"], gw.services["uplink"], gw.services["outbox"]
+
+    def state() -> str:
+        return f"telemetry {tele.stats()}, uplink {up.stats()}, outbox {ob.stats()}, consumer {consumer.counts}"
+
+    wait_for(lambda: tele.stats()["pending"] == 0 and ob.store.rows == 0, 15, why=state)
     last = tele.state.next_seq - 1
-    wait_for(lambda: len(consumer.store.sequences(gid)) == last, 15)
+    wait_for(
+        lambda: len(consumer.store.sequences(gid)) == last,
+        15,
+        why=lambda: f"{state()} gaps {consumer.ledger.gaps(gid)}",
+    )
     assert consumer.store.sequences(gid) == list(range(1, last + 1))  # no loss, no duplicate rows
     # Order kept: along the sequence, the device's own counter only goes up.
     counters = [

@@ -82,3 +82,26 @@ def test_settings_problems():
     assert MqttSettings("h", password="p").problems()
     assert not MqttSettings("h", tls=True, cert_file="c", key_file="k").problems()
     assert MqttSettings("h", tls=True).effective_port == 8883
+
+
+def test_connect_before_boot_event_still_reaches_online(tmp_path):
+    # The CONNACK can beat the gateway's boot event into the engine queue; UPLINK_UP must not get lost.
+    from server.config import load
+    from server.engine import FakeClock
+    from server.gateway import Gateway
+    from server.outbox.service import Outbox
+    from server.outbox.store import OutboxStore
+    from server.statemachine import Event, State
+    from server.uplink.client import Uplink
+
+    gw = Gateway(load(None, env={}, overrides={"data_dir": tmp_path, "stats_interval": 0}), FakeClock())
+    outbox = Outbox(gw.engine, gw.bus, OutboxStore(tmp_path / "o.sqlite"))
+    up = Uplink(gw.engine, SoftwareSigner.generate(), outbox, MqttSettings("127.0.0.1"), gateway=gw)
+    up.client = up._make_client()  # never connected: publish/subscribe just queue
+    follow = up._connected(gw.engine.clock.monotonic())
+    assert gw.state is State.BOOTING and follow is not None
+    gw.apply(Event.BOOTED_PROVISIONED)
+    gw.engine.submit(follow)
+    gw.engine.advance(0.1)
+    assert gw.state is State.ONLINE
+    outbox.close()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 def test_plain_broker_delivers_signed_batches(mosquitto, gateway_factory, consumer_factory):
     consumer = consumer_factory(mosquitto)
     gw = gateway_factory(mosquitto)
-    wait_for(lambda: gw.state is State.ONLINE, 5)
+    wait_for(lambda: gw.state is State.ONLINE, 10, why=lambda: str(gw.services["uplink"].stats()))
     for i in range(20):
         gw.bus.publish(snap("inv1", i))
     gid = gw.services["identity"].device_id
