@@ -161,3 +161,40 @@ def _binary() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m server.uplink.broker [--port N] [--dir D]`: a loopback mosquitto for the demo, until Ctrl-C."""
+    import argparse
+    import signal
+    import tempfile
+
+    ap = argparse.ArgumentParser(prog="python -m server.uplink.broker", description=main.__doc__)
+    ap.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--dir", type=Path, help="working directory for config and log (default: a temp dir)")
+    args = ap.parse_args(argv)
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="ohm-broker-"))
+    try:
+        broker = Broker(workdir, port=args.port, persistence=True).start()
+    except BrokerError as exc:
+        print(f"ohm broker: {exc}", flush=True)
+        return 1
+    print(f"mosquitto on {HOST}:{broker.port} (config and log in {workdir}); Ctrl-C stops it", flush=True)
+    stopped = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopped and broker.proc is not None and broker.proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
