@@ -134,3 +134,24 @@ def test_verify_cli(signer, tmp_path, capsys):
     assert cmd_verify(args) == 1
     out = capsys.readouterr().out
     assert "rejected" in out and "(3, 4)" in out
+
+
+def test_verify_subcommand_is_registered(signer, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    tokens, _ = chain(signer, [1, 1])
+    f = tmp_path / "t.txt"
+    f.write_text("\n".join(tokens) + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "verify", str(f)], cwd=root, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 batches, 2 records" in out.stdout
+    f.write_text(tokens[1] + "\n")
+    assert (
+        subprocess.run([sys.executable, "-m", "server", "verify", str(f)], cwd=root, capture_output=True).returncode
+        == 1
+    )
