@@ -147,28 +147,35 @@ class OutboxStore:
         limit: int,
         *,
         exclude: Collection[int] = (),
-        max_prio: int | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
     ) -> list[Row]:
-        """Up to `limit` rows in (prio, id) order, skipping ids in flight."""
-        where, args = ["1"], []
-        if max_prio is not None:
-            where.append("prio <= ?")
-            args.append(max_prio)
-        if created_after is not None:
-            where.append("(created >= ? OR prio = ?)")
-            args += [created_after, PRIO_RESULT]
+        """Up to `limit` rows not in `exclude`, command results first, then by id.
+
+        `created_after`: live rows (results, and telemetry at least that recent);
+        `created_before`: backlog (telemetry older than that). Each part is one indexed query,
+        so a live fetch stays cheap however long the backlog is.
+        """
+        parts: list[tuple[str, list[Any]]] = []
         if created_before is not None:
-            where.append("created < ? AND prio > ?")
-            args += [created_before, PRIO_RESULT]
+            parts.append(("prio > ? AND created < ? ORDER BY prio, id", [PRIO_RESULT, created_before]))
+        else:
+            parts.append(("prio = ? ORDER BY id", [PRIO_RESULT]))
+            if created_after is not None:
+                parts.append(("prio > ? AND created >= ? ORDER BY created, id", [PRIO_RESULT, created_after]))
+            else:
+                parts.append(("prio > ? ORDER BY prio, id", [PRIO_RESULT]))
+        skip = ""
         if exclude:
-            where.append(f"id NOT IN ({','.join('?' * len(exclude))})")
-            args += list(exclude)
-        cond = " AND ".join(where)
-        sql = f"SELECT id, prio, created, topic, payload FROM outbox WHERE {cond} ORDER BY prio, id LIMIT ?"
+            skip = f"id NOT IN ({','.join('?' * len(exclude))}) AND "
+        out: list[Row] = []
         with self._lock:
-            return [Row(*r) for r in self._db.execute(sql, [*args, limit])]
+            for cond, args in parts:
+                if len(out) >= limit:
+                    break
+                sql = f"SELECT id, prio, created, topic, payload FROM outbox WHERE {skip}{cond} LIMIT ?"
+                out += [Row(*r) for r in self._db.execute(sql, [*exclude, *args, limit - len(out)])]
+        return out
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """A value stored with put(meta=...)."""
