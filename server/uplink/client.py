@@ -287,7 +287,8 @@ class Uplink:
         self._refusal_logged = False
         self.counters["connects"] += 1
         self.last_connect_at = self.engine.clock.time()
-        self._parked.clear()
+        with self._lock:
+            self._parked.clear()
         client.subscribe(self.topics["cmd"], qos=1)  # every connect: the session may be new
         client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
         log.info(
@@ -446,8 +447,6 @@ class Uplink:
             with self._lock:
                 for rid in unsent:
                     self._inflight.pop(rid, None)
-        if len(rows) and any(r.prio == PRIO_RESULT for r in rows):
-            self.kick()
 
     def _handle_acks(self, now: float) -> None:
         done, refused = [], []
@@ -460,10 +459,10 @@ class Uplink:
         if refused:
             self.counters["refused"] += len(refused)
             log.warning("broker refused %d messages (ACL?); kept, retried after the next reconnect", len(refused))
-            with self._lock:
+            with self._lock:  # _parked is read by fetch jobs on the outbox lane
                 for rid in refused:
                     self._inflight.pop(rid, None)
-            self._parked.update(refused)
+                self._parked.update(refused)
         if not done:
             return
 
@@ -543,4 +542,5 @@ class Uplink:
         """Connection state, counters, in-flight."""
         with self._lock:
             inflight = len(self._inflight)
-        return {"connected": self.connected, "inflight": inflight, "parked": len(self._parked), **self.counters}
+            parked = len(self._parked)
+        return {"connected": self.connected, "inflight": inflight, "parked": parked, **self.counters}
