@@ -1,9 +1,9 @@
 """The priority task engine: a time-ordered queue of small non-blocking tasks run by one loop.
 
-Tasks wait in a timer heap ordered by (due, priority, seq). When due they move to a ready
-heap ordered by (priority, due, seq), so when the loop falls behind what matters most runs
-first; `seq` keeps FIFO among equals. The loop sleeps on a condition until the next due
-time or a submission: no polling, and no wake-ups at all while nothing is due.
+Tasks wait in a timer heap ordered by (due, priority, seq). When due they move, in due order,
+to a ready heap ordered by (priority, seq), so when the loop falls behind what matters most
+runs first and equals keep FIFO. The loop sleeps on a condition until the next due time or a
+submission: no polling, and no wake-ups at all while nothing is due.
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ class Engine:
     ) -> None:
         self.clock = clock or SystemClock()
         self._mono = self.clock.monotonic
-        self._cond = threading.Condition(threading.Lock())
+        # `with self._lock` is the fast path; the condition wraps the same lock for sleeping.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._timers: list[list[Any]] = []  # [due, prio, seq, task]
-        self._ready: list[list[Any]] = []  # [prio, due, seq, task]
+        self._ready: list[list[Any]] = []  # [prio, seq, task]: seq is the order tasks became ready
         self._held: dict[TaskClass, list[list[Any]]] = {}
         self._named: dict[str, list[Task]] = {}
         self._seq = itertools.count()
@@ -96,7 +98,7 @@ class Engine:
 
     def submit(self, task: Task, *, delay: float | None = None) -> Task:
         """Queue `task` (thread-safe); returns the task that will run (the older one on DROP)."""
-        with self._cond:
+        with self._lock:
             if self._state in (STOPPING, STOPPED):
                 raise EngineStopped(f"engine is {self._state}; {task.kind} not accepted")
             now = self._mono()
@@ -121,7 +123,7 @@ class Engine:
 
     def cancel(self, target: Task | str) -> int:
         """Cancel a task, or every queued or running task of a name; returns how many."""
-        with self._cond:
+        with self._lock:
             if isinstance(target, Task):
                 tasks = [target] if (target.queued or target._running) and not target.cancelled else []
             else:
@@ -153,7 +155,7 @@ class Engine:
             try:
                 self.submit(Task(run, kind=kind, cls=cls))
             except EngineStopped:
-                with self._cond:
+                with self._lock:
                     self.abandoned += 1
                 log.debug("%s finished after shutdown began; result dropped", kind)
 
@@ -175,7 +177,7 @@ class Engine:
 
     def set_policy(self, policy: Policy) -> None:
         """Apply new priorities and paused classes to queued and future tasks."""
-        with self._cond:
+        with self._lock:
             self._policy = policy
             self._prio = prio = [policy.priorities[c] for c in TaskClass]
             self._paused = policy.paused
@@ -186,7 +188,7 @@ class Engine:
             ready = self._ready + [e for held in self._held.values() for e in held]
             self._ready, self._held = [], {}
             for entry in ready:
-                task = entry[3]
+                task = entry[-1]
                 if task is None:
                     continue
                 entry[0] = prio[task.cls]
@@ -206,7 +208,7 @@ class Engine:
 
     def run(self) -> None:
         """Run tasks until `stop()`; then run shutdown hooks and stop the workers."""
-        with self._cond:
+        with self._lock:
             if self._state != NEW:
                 raise RuntimeError(f"engine already {self._state}")
             self._state = RUNNING
@@ -243,12 +245,12 @@ class Engine:
         """Run every task due now, without waiting (for a fake clock); returns how many ran."""
         ran = 0
         while ran < limit:
-            with self._cond:
+            with self._lock:
                 entry = self._pop_ready(self._mono())
             if entry is None:
                 return ran
             outcome = self._execute(entry)
-            with self._cond:
+            with self._lock:
                 self._finish(*outcome)
             ran += 1
         raise RuntimeError(f"more than {limit} tasks due at once: does a task reschedule itself without moving due?")
@@ -261,7 +263,7 @@ class Engine:
         target = self._mono() + seconds
         ran = self.run_pending()
         while True:
-            with self._cond:
+            with self._lock:
                 nxt = self._next_due() if self._timers else INF
             if nxt > target:
                 break
@@ -279,7 +281,7 @@ class Engine:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop to stop; shutdown hooks and workers get `timeout` seconds in all."""
-        with self._cond:
+        with self._lock:
             if self._state == NEW:
                 self._state = STOPPED
                 self._stopped.set()
@@ -312,7 +314,7 @@ class Engine:
             if self.pool.stats()["busy"]:
                 log.warning("shutdown: %d blocking jobs still running at the deadline", self.pool.stats()["busy"])
         finally:
-            with self._cond:
+            with self._lock:
                 self._state = STOPPED
                 dropped = self._live
             if dropped:
@@ -326,7 +328,7 @@ class Engine:
             raise ValueError(f"{task.kind} is running; return it from run() to reschedule it")
         name = task.name
         if task._entry is not None:  # already queued: move it
-            task._entry[3] = None
+            task._entry[-1] = None
             task._entry = None
             self._live -= 1
         elif name is not None:
@@ -347,7 +349,7 @@ class Engine:
         seq = next(self._seq)
         due = task.due
         if due <= now:
-            entry = [prio, due, seq, task]
+            entry = [prio, seq, task]
             if task.cls in self._paused:
                 self._held.setdefault(task.cls, []).append(entry)
             else:
@@ -364,10 +366,10 @@ class Engine:
     def _pop_ready(self, now: float) -> list[Any] | None:
         timers, ready = self._timers, self._ready
         while timers and timers[0][0] <= now:
-            due, prio, seq, task = heapq.heappop(timers)
+            _due, prio, _seq, task = heapq.heappop(timers)
             if task is None:
                 continue
-            entry = [prio, due, seq, task]
+            entry = [prio, next(self._seq), task]  # a fresh seq: ready in due order
             task._entry = entry
             if task.cls in self._paused:
                 self._held.setdefault(task.cls, []).append(entry)
@@ -375,7 +377,7 @@ class Engine:
                 heapq.heappush(ready, entry)
         while ready:
             entry = heapq.heappop(ready)
-            task = entry[3]
+            task = entry[2]
             if task is not None:
                 task._entry = None
                 task._running = True
@@ -391,7 +393,8 @@ class Engine:
 
     def _execute(self, entry: list[Any]) -> tuple[Task, float, float, float, RunResult, Exception | None]:
         """Run one task; called without the lock."""
-        task: Task = entry[3]
+        task: Task = entry[2]
+        due = task.due  # before run(): a periodic task moves its own due
         mono = self._mono
         start = mono()
         try:
@@ -399,7 +402,7 @@ class Engine:
             error = None
         except Exception as exc:  # noqa: BLE001 - supervision: counted, logged once, retried
             result, error = None, exc
-        return task, entry[1], start, mono(), result, error
+        return task, due, start, mono(), result, error
 
     def _finish(
         self, task: Task, due: float, start: float, end: float, result: RunResult, error: Exception | None
@@ -415,7 +418,12 @@ class Engine:
         ks.total += elapsed
         if elapsed > ks.max:
             ks.max = elapsed
-        self._lateness.add(start - due)
+        lateness = self._lateness
+        if lateness.count < lateness.size:
+            lateness.samples.append(start - due)
+        else:
+            lateness.samples[lateness.count % lateness.size] = start - due
+        lateness.count += 1
         if elapsed > task.budget:
             self._report_overrun(task, ks, elapsed)
         if error is not None:
@@ -468,7 +476,7 @@ class Engine:
 
     def _cancel_locked(self, task: Task) -> None:
         if task._entry is not None:
-            task._entry[3] = None
+            task._entry[-1] = None
             task._entry = None
             self._live -= 1
         task.cancelled = True
@@ -510,7 +518,7 @@ class Engine:
 
     def _record_io(self, kind: str, outcome: Outcome[Any]) -> None:
         """Count a blocking job's time under '<kind>[io]'; called from a worker thread."""
-        with self._cond:
+        with self._lock:
             key = kind + "[io]"
             ks = self._kinds.get(key)
             if ks is None:
@@ -526,15 +534,15 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Queue depth, lateness p50/p99, run time per task kind, failures, workers."""
-        with self._cond:
+        with self._lock:
             now = self._mono()
             lateness = self._lateness
             return {
                 "state": self._state,
                 "uptime_s": round(now - self.started_at, 3),
                 "queue_depth": self._live,
-                "ready": sum(1 for e in self._ready if e[3] is not None),
-                "held": sum(1 for held in self._held.values() for e in held if e[3] is not None),
+                "ready": sum(1 for e in self._ready if e[-1] is not None),
+                "held": sum(1 for held in self._held.values() for e in held if e[-1] is not None),
                 "next_due_in_s": None if not self._timers else round(max(0.0, self._next_due() - now), 3),
                 "tasks_run": self.tasks_run,
                 "failures": self.failures,

@@ -6,7 +6,7 @@ from array import array
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class KindStats:
     """Run-time figures for one kind of task."""
 
@@ -35,16 +35,14 @@ class LatenessWindow:
 
     size: int = 4096
     samples: array = field(default_factory=lambda: array("d"))
-    index: int = 0
     count: int = 0
 
     def add(self, value: float) -> None:
-        """Record one sample, overwriting the oldest once full."""
-        if len(self.samples) < self.size:
+        """Record one sample, overwriting the oldest once full (the engine inlines this)."""
+        if self.count < self.size:
             self.samples.append(value)
         else:
-            self.samples[self.index] = value
-            self.index = (self.index + 1) % self.size
+            self.samples[self.count % self.size] = value
         self.count += 1
 
     def percentile(self, q: float) -> float:
