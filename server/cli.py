@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import signal
@@ -60,10 +59,24 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT (or --run-for)."""
     overrides: dict[str, Any] = {"data_dir": args.data_dir, "log_level": args.log_level}
-    if args.demo:
-        overrides.setdefault("data_dir", None)
+    demo = None
+    if args.demo and not args.check_config:
+        from server.demo import Demo
+
         overrides["data_dir"] = args.data_dir or Path(".demo-data")
         overrides["stats_interval"] = 5.0
+        try:
+            config = load(args.config, overrides=overrides)  # validate before starting anything
+        except ConfigError as exc:
+            print(f"ohm: {exc}", file=sys.stderr)
+            return 2
+        demo = Demo(config.data_dir)
+        try:
+            overrides.update(demo.start())
+        except Exception as exc:  # noqa: BLE001 - a clear line, then clean up what started
+            demo.stop()
+            print(f"ohm demo: could not start its simulators/broker: {exc}", file=sys.stderr)
+            return 1
     try:
         config = load(args.config, overrides=overrides)
     except ConfigError as exc:
@@ -76,14 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
 
     from server.gateway import Gateway, summary_line
+    from server.services import default_services
 
     report = None
-    if args.demo:
+    if demo is not None:
 
         def report(stats: dict[str, Any]) -> None:
             print(f"[demo] state {gateway.state.value}: {summary_line(stats)}", flush=True)
-
-    from server.services import default_services
+            print(demo.report(gateway), flush=True)
 
     gateway = Gateway(config, report=report, services=default_services())
     install_signal_handlers(gateway.stop, config.shutdown_timeout)
@@ -92,13 +105,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         timer.daemon = True
         timer.start()
     log.info("Ohm gateway %s starting (data in %s)", __version__, config.data_dir)
-    if args.demo:
-        print(
-            f"[demo] Ohm gateway {__version__}: engine running, data in {config.data_dir}; Ctrl-C stops it.", flush=True
-        )
-    gateway.run()
-    if args.demo:
-        print(f"[demo] stopped: {json.dumps(gateway.engine.stats()['lateness_ms'])}", flush=True)
+    if demo is not None:
+        print(f"[demo] Ohm gateway {__version__} running, data in {config.data_dir}; Ctrl-C stops it.", flush=True)
+        print(demo.banner(), flush=True)
+        print("[demo] the local REST API and dashboard are not built yet; readings show below every 5 s.", flush=True)
+    try:
+        gateway.run()
+    finally:
+        if demo is not None:
+            demo.stop()
+    if demo is not None:
+        print(f"[demo] stopped: {demo.report(gateway)}", flush=True)
     log.info("stopped cleanly")
     return 0
 
