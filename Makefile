@@ -44,6 +44,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine.py
+	$(PY) bench/harvest.py
+	$(PY) bench/uplink.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage .demo-data
