@@ -24,6 +24,9 @@ def attach(gateway: Gateway) -> None:
     gateway.services["devices"] = service
     gateway.engine.on_shutdown("devices", service.close)
     service.start()
+    from .commands import register as register_commands  # modbus.read/write, devices.* for the backend
+
+    register_commands()
 
 
 def _setting(cfg: object, key: str, default: float) -> float:
