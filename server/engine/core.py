@@ -88,7 +88,6 @@ class Engine:
         self._lateness = LatenessWindow(lateness_window)
         self._failing: dict[str, int] = {}
         self._overrun_logged: set[str] = set()
-        self.tasks_run = 0
         self.failures = 0
         self.overruns = 0
         self.abandoned = 0
@@ -106,11 +105,22 @@ class Engine:
                 task.due = now + delay
             elif task.due is None:
                 task.due = now
+            if task.name is None and task._entry is None and not task._running:
+                task.cancelled = False  # the common case: nothing to de-duplicate or move
+                self._enqueue(task, now)
+                return task
             return self._push(task, now)
 
-    def call_soon(self, fn: Callable[[float], RunResult], **kw: Any) -> Task:
+    def call_soon(
+        self,
+        fn: Callable[[float], RunResult],
+        *,
+        kind: str | None = None,
+        cls: TaskClass = TaskClass.HOUSEKEEPING,
+        **kw: Any,
+    ) -> Task:
         """Run `fn(now)` as soon as its priority allows."""
-        return self.submit(Task(fn, **kw))
+        return self.submit(Task(fn, kind=kind, cls=cls, **kw) if kw else Task(fn, kind=kind, cls=cls))
 
     def call_later(self, delay: float, fn: Callable[[float], RunResult], **kw: Any) -> Task:
         """Run `fn(now)` after `delay` seconds."""
@@ -419,7 +429,6 @@ class Engine:
         self, task: Task, due: float, start: float, end: float, result: RunResult, error: Exception | None
     ) -> None:
         task._running = False
-        self.tasks_run += 1
         kind = task.kind
         ks = self._kinds.get(kind)
         if ks is None:
@@ -429,12 +438,7 @@ class Engine:
         ks.total += elapsed
         if elapsed > ks.max:
             ks.max = elapsed
-        lateness = self._lateness
-        if lateness.count < lateness.size:
-            lateness.samples.append(start - due)
-        else:
-            lateness.samples[lateness.count % lateness.size] = start - due
-        lateness.count += 1
+        self._lateness.add(start - due)
         if elapsed > task.budget:
             self._report_overrun(task, ks, elapsed)
         if error is not None:
@@ -544,6 +548,11 @@ class Engine:
 
     # ---- reporting --------------------------------------------------------------------
 
+    @property
+    def tasks_run(self) -> int:
+        """Tasks run so far (blocking jobs' own time is counted separately under '<kind>[io]')."""
+        return sum(ks.runs for kind, ks in list(self._kinds.items()) if not kind.endswith("[io]"))
+
     def stats(self) -> dict[str, Any]:
         """Queue depth, lateness p50/p99, run time per task kind, failures, workers."""
         with self._lock:
@@ -564,8 +573,8 @@ class Engine:
                 "lateness_ms": {
                     "p50": round(lateness.percentile(50) * 1000, 3),
                     "p99": round(lateness.percentile(99) * 1000, 3),
-                    "max": round(max(lateness.samples, default=0.0) * 1000, 3),
-                    "samples": len(lateness.samples),
+                    "max": round(max(lateness.values(), default=0.0) * 1000, 3),
+                    "samples": min(lateness.count, lateness.size),
                 },
                 "kinds": {k: v.as_dict() for k, v in sorted(self._kinds.items())},
                 "workers": self.pool.stats(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -29,26 +29,32 @@ class KindStats:
         }
 
 
-@dataclass
 class LatenessWindow:
-    """The last `size` lateness samples (seconds a task started after it was due)."""
+    """The last `size` lateness samples (seconds a task started after it was due), in a ring."""
 
-    size: int = 4096
-    samples: array = field(default_factory=lambda: array("d"))
-    count: int = 0
+    __slots__ = ("_mask", "count", "samples", "size")
+
+    def __init__(self, size: int = 4096) -> None:
+        if size < 1 or size & (size - 1):
+            raise ValueError("window size must be a power of two")
+        self.size = size
+        self._mask = size - 1
+        self.samples = array("d", bytes(8 * size))  # preallocated: no growth on the hot path
+        self.count = 0
 
     def add(self, value: float) -> None:
-        """Record one sample, overwriting the oldest once full (the engine inlines this)."""
-        if self.count < self.size:
-            self.samples.append(value)
-        else:
-            self.samples[self.count % self.size] = value
+        """Record one sample, overwriting the oldest once full."""
+        self.samples[self.count & self._mask] = value
         self.count += 1
+
+    def values(self) -> list[float]:
+        """The samples held now."""
+        return list(self.samples[: min(self.count, self.size)])
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0..100) of the window, 0 when empty."""
-        if not self.samples:
+        ordered = sorted(self.values())
+        if not ordered:
             return 0.0
-        ordered = sorted(self.samples)
         k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
         return ordered[k]
