@@ -58,6 +58,11 @@ def engine_throughput(n: int) -> float:
     for _ in range(n - 1):
         engine.call_soon(noop, kind="noop", cls=TaskClass.HARVEST)
     engine.call_soon(lambda now: done.set(), kind="end", cls=TaskClass.HOUSEKEEPING)
+    return run_until(engine, done, n, t0)
+
+
+def run_until(engine: Engine, done: threading.Event, n: int, t0: float) -> float:
+    """Run the engine on its thread until `done`; n tasks per second since t0."""
     engine.start_thread()
     done.wait()
     rate = n / (time.perf_counter() - t0)
@@ -112,13 +117,7 @@ def engine_steady(n: int) -> float:
 
     for _ in range(CHAINS):
         engine.call_soon(step, kind="chain", cls=TaskClass.HARVEST)
-    t0 = time.perf_counter()
-    engine.start_thread()
-    done.wait()
-    rate = n / (time.perf_counter() - t0)
-    engine.stop()
-    engine.wait_stopped(5)
-    return rate
+    return run_until(engine, done, n, time.perf_counter())
 
 
 def worker_job() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from paho.mqtt.properties import Properties
 
 from server.crypto.jws import JwsError
 from server.telemetry.verify import DUPLICATE, NEW, Ledger, authenticate
+from server.uplink.credentials import apply_credentials
 
 log = logging.getLogger("ohm.consumer")
 
@@ -154,15 +154,7 @@ class Consumer:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
-        if settings.username:
-            c.username_pw_set(settings.username, settings.password or None)
-        if settings.tls:
-            c.tls_set(
-                ca_certs=settings.ca_file or None,
-                certfile=settings.cert_file or None,
-                keyfile=settings.key_file or None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        apply_credentials(c, settings)
         c.reconnect_delay_set(0.1, 2)
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()

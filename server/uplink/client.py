@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from server.telemetry.envelope import build_result
 
 from .backoff import backoff_delay
 from .commands import DEFERRED, CommandFailed, CommandRequest, Rejected, handler_for, parse_command
+from .credentials import apply_credentials
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -195,16 +195,7 @@ class Uplink:
         client.enable_logger(logging.getLogger("ohm.uplink.paho"))
         client.max_inflight_messages_set(s.inflight)
         client.max_queued_messages_set(0)
-        if s.username:
-            client.username_pw_set(s.username, s.password or None)
-        if s.tls:
-            client.tls_set(
-                ca_certs=s.ca_file or None,
-                certfile=s.cert_file or None,
-                keyfile=s.key_file or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        apply_credentials(client, s)
         client.will_set(self.topics["status"], self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(s.backoff_base, s.backoff_max)
         client.on_pre_connect = self._on_pre_connect
