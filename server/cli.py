@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from server import __version__
-from server.config import FIELDS, ConfigError, load, reference
+from server.config import FIELDS, ConfigError, load
 
 log = logging.getLogger("ohm")
 
@@ -49,7 +49,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--demo",
         action="store_true",
-        help="run on embedded defaults for a first look: data in ./.demo-data, stats every 5 s",
+        help="a first look: a simulated inverter and meter, a loopback broker and a verifying consumer "
+        "around the gateway; data in ./.demo-data, figures every 5 s",
     )
     p.add_argument("--run-for", type=float, metavar="SECONDS", help="stop by itself after SECONDS (smoke tests)")
     p.add_argument("--check-config", action="store_true", help="validate the settings, print them and exit")
@@ -199,4 +200,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args)
 
 
-__all__ = ["main", "reference", "subcommand"]
+__all__ = ["main", "subcommand"]
