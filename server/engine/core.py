@@ -76,6 +76,8 @@ class Engine:
         self._policy = policy
         self._prio = [policy.priorities[c] for c in TaskClass]
         self._paused = policy.paused
+        # Indexed by class: hashing an Enum for a set lookup is a Python call on the hot path.
+        self._holds = [c in policy.paused for c in TaskClass]
         self._sleeping_until: float | None = None
         self._state = NEW
         self._loop_thread: threading.Thread | None = None
@@ -191,6 +193,7 @@ class Engine:
             self._policy = policy
             self._prio = prio = [policy.priorities[c] for c in TaskClass]
             self._paused = policy.paused
+            self._holds = [c in policy.paused for c in TaskClass]
             for entry in self._timers:
                 if entry[3] is not None:
                     entry[1] = prio[entry[3].cls]
@@ -202,7 +205,7 @@ class Engine:
                 if task is None:
                     continue
                 entry[0] = prio[task.cls]
-                if task.cls in self._paused:
+                if self._holds[task.cls]:
                     self._held.setdefault(task.cls, []).append(entry)
                 else:
                     self._ready.append(entry)
@@ -371,7 +374,7 @@ class Engine:
         due = task.due
         if due <= now:
             entry = [prio, seq, task]
-            if task.cls in self._paused:
+            if self._holds[task.cls]:
                 self._held.setdefault(task.cls, []).append(entry)
             else:
                 heapq.heappush(self._ready, entry)
@@ -392,7 +395,7 @@ class Engine:
                 continue
             entry = [prio, next(self._seq), task]  # a fresh seq: ready in due order
             task._entry = entry
-            if task.cls in self._paused:
+            if self._holds[task.cls]:
                 self._held.setdefault(task.cls, []).append(entry)
             else:
                 heapq.heappush(ready, entry)
