@@ -160,6 +160,10 @@ FIELDS: tuple[Field, ...] = (
     Field("mqtt.backoff_max", float, 10.0, "longest wait between reconnect attempts, seconds", min=0.1, max=10),
     Field("mqtt.backend_key", str, "", "backend public key (PEM/JWK file or inline) that signs commands; empty = none"),
     Field("mqtt.command_max_ttl", float, 3600.0, "commands expiring further ahead than this are refused", min=1),
+    # -- local REST API (issue 5) -----------------------------------------------------------
+    Field("api.host", str, "0.0.0.0", "address the local API listens on (0.0.0.0 = every interface, for the LAN)"),
+    Field("api.port", int, 8080, "TCP port of the local API (0 = API disabled)", min=0, max=65535),
+    Field("api.threads", int, 4, "threads answering API requests", min=1, max=32),
 )
 
 FIELDS_BY_KEY = {f.key: f for f in FIELDS}

@@ -28,4 +28,6 @@ def default_services() -> list[Attach]:
     from server.uplink.service import attach as uplink
 
     services += [identity, outbox, telemetry, uplink]
+    from server.api import attach as api  # local REST API (issue 5): last, so it sees every service
+    services.append(api)
     return services

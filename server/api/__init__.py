@@ -1,0 +1,43 @@
+"""Local REST API: Flask served by waitress on its own threads; `attach(gateway)` starts it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.gateway import Gateway
+
+log = logging.getLogger("ohm.api")
+
+
+def attach(gateway: Gateway) -> None:
+    """Load (or create) the tokens, start the HTTP server, stop it on engine shutdown (api.port 0 = off)."""
+    from .app import create_app
+    from .server import ApiServer
+    from .tokens import load_or_create
+
+    cfg = gateway.config
+    port = int(cfg.get("api.port", 8080))
+    if port == 0:
+        log.info("API disabled (api.port = 0)")
+        return
+    tokens, created = load_or_create(gateway.data_dir)
+    if created:
+        # The pairing path: shown once on the console, deliberately not through logging.
+        print(
+            f"Ohm API admin token (shown once; also in {gateway.data_dir}/api_tokens.json): {tokens.admin}",
+            file=sys.stderr,
+        )
+    app = create_app(gateway, tokens)
+    host = str(cfg.get("api.host", "0.0.0.0"))
+    try:
+        server = ApiServer(app, host, port, threads=int(cfg.get("api.threads", 4))).start()
+    except OSError as exc:
+        # A busy port must not take harvesting down with it: the gateway runs on without its API.
+        log.error("API not started: cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        return
+    gateway.services["api"] = server
+    gateway.engine.on_shutdown("api", server.stop)
+    log.info("API listening on %s:%d", server.host, server.port)

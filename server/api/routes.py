@@ -1,0 +1,400 @@
+"""The one route table: every API endpoint, its method, auth level and summary (the OpenAPI document reads it too).
+
+Handlers run on waitress threads. They only read snapshots and stats, or call the services'
+non-blocking methods and wait (bounded) on an Event that the engine task `then` sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Response, jsonify, request
+
+import server
+from server.engine import EngineStopped, Outcome
+
+from .errors import ApiError
+from .metrics import render_metrics
+
+IO_TIMEOUT = 10.0  # s a handler waits for a device answer before giving up with 504
+
+
+@dataclass
+class ApiContext:
+    """What handlers see: the gateway and when the API started."""
+
+    gateway: Any
+    started: float = field(default_factory=time.monotonic)
+
+    def service(self, name: str) -> Any:
+        """A running service by name, or 503 if it is not there."""
+        svc = (getattr(self.gateway, "services", None) or {}).get(name)
+        if svc is None:
+            raise ApiError(503, f"the {name} service is not running")
+        return svc
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: method, Flask path, auth level (public/read/admin), summary, handler, request body schema."""
+
+    method: str
+    path: str
+    auth: str
+    summary: str
+    handler: Callable[..., Any]
+    body: Mapping[str, Any] | None = None
+    status: int = 200
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object (400 if malformed, 413 past the size limit)."""
+    raw = request.get_data(cache=True)  # raises RequestEntityTooLarge past MAX_CONTENT_LENGTH
+    if not raw:
+        raise ApiError(400, "a JSON object body is required", "bad_json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", "bad_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object", "bad_json")
+    return data
+
+
+def wait(start: Callable[[Callable[[Outcome[Any]], None]], None], timeout: float = IO_TIMEOUT) -> Outcome[Any]:
+    """Start a non-blocking service call with a `then` and wait (bounded) for its outcome on this thread."""
+    done = threading.Event()
+    box: list[Outcome[Any]] = []
+
+    def then(outcome: Outcome[Any]) -> None:
+        box.append(outcome)
+        done.set()
+
+    try:
+        start(then)
+    except EngineStopped:
+        raise ApiError(503, "the gateway is shutting down") from None
+    if not done.wait(timeout):
+        raise ApiError(504, f"no answer within {timeout:g} s")
+    return box[0]
+
+
+def _refuse(call: Callable[[], Any]) -> Any:
+    """Run a service call, turning its validation errors into 422."""
+    from server.devices.store import DeviceConfigError
+
+    try:
+        return call()
+    except (
+        DeviceConfigError,
+        ValueError,
+        TypeError,
+    ) as exc:  # WriteRejected is a ValueError; TypeError: odd JSON types
+        raise ApiError(422, str(exc)) from None
+
+
+def _device(ctx: ApiContext, device_id: str) -> Any:
+    svc = ctx.service("devices")
+    try:
+        return svc.get(device_id)
+    except KeyError:
+        raise ApiError(404, f"no device {device_id!r}") from None
+
+
+def _gateway_name(ctx: ApiContext) -> str:
+    name = ctx.gateway.config.get("name") or ""
+    if name:
+        return str(name)
+    signer = (ctx.gateway.services or {}).get("identity")
+    return f"Ohm-{signer.device_id[:8]}" if signer is not None else "Ohm"
+
+
+def _snapshot_dict(snap: Any) -> dict[str, Any]:
+    return {
+        "device_id": snap.device_id,
+        "ts": snap.ts,
+        "online": snap.online,
+        "profile": snap.profile,
+        "error": snap.error,
+        "points": {
+            name: {"value": p.value, "unit": p.unit, "quality": getattr(p.quality, "value", str(p.quality))}
+            for name, p in snap.points.items()
+        },
+    }
+
+
+def _stats(ctx: ApiContext, name: str) -> dict[str, Any] | None:
+    svc = (ctx.gateway.services or {}).get(name)
+    stats = getattr(svc, "stats", None)
+    return stats() if callable(stats) else None
+
+
+# ---- handlers -----------------------------------------------------------------------------
+
+
+def hello(ctx: ApiContext) -> Any:
+    """Liveness for people: a greeting."""
+    return {"message": "hello from the Ohm gateway"}
+
+
+def version(ctx: ApiContext) -> Any:
+    """Software version."""
+    return {"version": server.__version__}
+
+
+def uptime(ctx: ApiContext) -> Any:
+    """Seconds since the engine and the API started."""
+    return {
+        "engine_s": round(ctx.gateway.engine.stats()["uptime_s"], 3),
+        "api_s": round(time.monotonic() - ctx.started, 3),
+    }
+
+
+def name(ctx: ApiContext) -> Any:
+    """The gateway's human name."""
+    return {"name": _gateway_name(ctx)}
+
+
+def state(ctx: ApiContext) -> Any:
+    """Gateway state, recent transitions, engine stats, uplink and outbox state."""
+    gw = ctx.gateway
+    history = [
+        {"at": t.at, "event": t.event, "before": t.before, "after": t.after, "ok": t.ok} for t in list(gw.history)[-20:]
+    ]
+    return {
+        "state": gw.state.value,
+        "transitions": history,
+        "engine": gw.engine.stats(),
+        "uplink": _stats(ctx, "uplink"),
+        "outbox": _stats(ctx, "outbox"),
+    }
+
+
+def crypto(ctx: ApiContext) -> Any:
+    """Gateway id and public key (there is no signing endpoint, on purpose)."""
+    signer = ctx.service("identity")
+    return {
+        "id": signer.device_id,
+        "backend": signer.backend,
+        "public_pem": signer.public_pem(),
+        "jwk": signer.public_jwk(),
+    }
+
+
+def devices_list(ctx: ApiContext) -> Any:
+    """Every configured device with its health."""
+    return {"devices": ctx.service("devices").list()}
+
+
+def devices_add(ctx: ApiContext) -> Any:
+    """Add a device (validated; 409 if the id exists); answers once it is stored."""
+    data = json_body()
+    svc = ctx.service("devices")
+    dev_id = data.get("id")
+    if isinstance(dev_id, str):
+        try:
+            svc.get(dev_id)
+        except KeyError:
+            pass
+        else:
+            raise ApiError(409, f"device {dev_id!r} exists already (PATCH it instead)")
+    holder: list[Any] = []
+    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.add(data, then))))
+    if not outcome.ok:
+        raise ApiError(503, "the device list could not be saved; see the gateway log")
+    return {"device": holder[0].as_dict()}
+
+
+def device_get(ctx: ApiContext, device_id: str) -> Any:
+    """One device with its health."""
+    cfg = _device(ctx, device_id)
+    return {"device": {**cfg.as_dict(), "health": ctx.service("devices").health(device_id)}}
+
+
+def device_change(ctx: ApiContext, device_id: str) -> Any:
+    """Change fields of a device (its poller restarts)."""
+    data = json_body()
+    _device(ctx, device_id)
+    svc = ctx.service("devices")
+    holder: list[Any] = []
+    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.change(device_id, data, then))))
+    if not outcome.ok:
+        raise ApiError(503, "the device list could not be saved; see the gateway log")
+    return {"device": holder[0].as_dict()}
+
+
+def device_delete(ctx: ApiContext, device_id: str) -> Any:
+    """Stop polling a device and forget it."""
+    _device(ctx, device_id)
+    svc = ctx.service("devices")
+    outcome = wait(lambda then: _refuse(lambda: svc.remove(device_id, then)))
+    if not outcome.ok:
+        raise ApiError(503, "the device list could not be saved; see the gateway log")
+    return {"deleted": device_id}
+
+
+def device_readings(ctx: ApiContext, device_id: str) -> Any:
+    """The latest snapshot of a device (null before its first poll)."""
+    _device(ctx, device_id)
+    snap = ctx.service("devices").snapshot(device_id)
+    return {"device_id": device_id, "snapshot": None if snap is None else _snapshot_dict(snap)}
+
+
+def _command_args(parse: Callable[[Mapping[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    from server.uplink.commands import CommandFailed
+
+    try:
+        return parse(json_body())
+    except CommandFailed as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def _device_io(ctx: ApiContext, start: Callable[[Any, Callable[[Outcome[Any]], None]], None]) -> Any:
+    from server.devices.commands import io_reason
+
+    svc = ctx.service("devices")
+    outcome = wait(lambda then: _refuse(lambda: start(svc, then)))
+    if not outcome.ok:
+        raise ApiError(502, io_reason(outcome.error))
+    return outcome.value
+
+
+def _enabled(ctx: ApiContext, device_id: str) -> None:
+    if not _device(ctx, device_id).enabled:
+        raise ApiError(409, f"device {device_id!r} is disabled")
+
+
+def modbus_read(ctx: ApiContext) -> Any:
+    """Read registers of a configured device (same checks as the backend's modbus.read)."""
+    from server.devices.commands import parse_read
+
+    a = _command_args(parse_read)
+    _enabled(ctx, a["device"])
+    value = _device_io(
+        ctx,
+        lambda svc, then: svc.read_raw(
+            a["device"], a["fc"], a["address"], a["count"], then, type=a["type"], words=a["words"]
+        ),
+    )
+    return {"device": a["device"], "fc": a["fc"], "address": a["address"], **value}
+
+
+def modbus_write(ctx: ApiContext) -> Any:
+    """Write a writable point of a device's profile (same checks as the backend's modbus.write)."""
+    from server.devices.commands import parse_write
+
+    a = _command_args(parse_write)
+    _enabled(ctx, a["device"])
+    value = _device_io(
+        ctx,
+        lambda svc, then: svc.write_raw(
+            a["device"], a["address"], a["value"], then, registers=a["registers"], fc=a["fc"]
+        ),
+    )
+    return {"device": a["device"], "address": a["address"], **value}
+
+
+def openapi(ctx: ApiContext) -> Any:
+    """This API as an OpenAPI 3.1 document."""
+    from .openapi import document
+
+    return document()
+
+
+def health(ctx: ApiContext) -> Any:
+    """200 while the engine runs, 503 otherwise (for container health checks)."""
+    engine_state = ctx.gateway.engine.state
+    body = jsonify({"status": "ok" if engine_state == "running" else "unavailable", "engine": engine_state})
+    body.status_code = 200 if engine_state == "running" else 503
+    return body
+
+
+def metrics(ctx: ApiContext) -> Any:
+    """Prometheus text format: polls, failures, lateness, outbox depth, uplink state, RSS."""
+    return Response(render_metrics(ctx.gateway, rss_bytes()), mimetype="text/plain; version=0.0.4")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc/self/statm (0 where there is no /proc)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+DEVICE_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "profile"],
+    "properties": {
+        "id": {"type": "string"},
+        "profile": {"type": "string"},
+        "transport": {"type": "string", "enum": ["", "tcp", "rtu", "solarman"]},
+        "host": {"type": "string"},
+        "port": {"type": "integer"},
+        "device": {"type": "string"},
+        "baudrate": {"type": "integer"},
+        "parity": {"type": "string"},
+        "unit_id": {"type": "integer"},
+        "logger_serial": {"type": "integer"},
+        "interval": {"type": "number"},
+        "name": {"type": "string"},
+        "enabled": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+DEVICE_PATCH = {**DEVICE_BODY, "required": []}
+READ_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["device", "address"],
+    "properties": {
+        "device": {"type": "string"},
+        "fc": {"type": "integer", "enum": [3, 4], "default": 3},
+        "address": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "count": {"type": "integer", "minimum": 1, "maximum": 125},
+        "type": {"type": "string"},
+        "words": {"type": "string", "enum": ["big", "little"]},
+    },
+    "additionalProperties": False,
+}
+WRITE_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["device", "address"],
+    "properties": {
+        "device": {"type": "string"},
+        "address": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "value": {"type": "number"},
+        "registers": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 65535}, "maxItems": 4},
+        "fc": {"type": "integer", "enum": [6, 16]},
+    },
+    "additionalProperties": False,
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/hello", "public", "A greeting (no token needed)", hello),
+    Route("GET", "/api/version", "read", "Software version", version),
+    Route("GET", "/api/uptime", "read", "Engine and API uptime in seconds", uptime),
+    Route("GET", "/api/name", "read", "The gateway's name", name),
+    Route("GET", "/api/state", "read", "Gateway state, transitions, engine, uplink and outbox stats", state),
+    Route("GET", "/api/crypto", "read", "Gateway id and public key (PEM and JWK); no signing", crypto),
+    Route("GET", "/api/devices", "read", "Configured devices with health", devices_list),
+    Route("POST", "/api/devices", "admin", "Add a device", devices_add, DEVICE_BODY, 201),
+    Route("GET", "/api/devices/<device_id>", "read", "One device with health", device_get),
+    Route("PATCH", "/api/devices/<device_id>", "admin", "Change a device", device_change, DEVICE_PATCH),
+    Route("DELETE", "/api/devices/<device_id>", "admin", "Remove a device", device_delete),
+    Route("GET", "/api/devices/<device_id>/readings", "read", "Latest snapshot of a device", device_readings),
+    Route("POST", "/api/modbus/read", "read", "Read registers of a configured device", modbus_read, READ_BODY),
+    Route("POST", "/api/modbus/write", "admin", "Write a writable point of a device", modbus_write, WRITE_BODY),
+    Route("GET", "/api/openapi.json", "public", "This document", openapi),
+    Route("GET", "/health", "public", "200 while the engine runs, 503 otherwise", health),
+    Route("GET", "/metrics", "read", "Prometheus metrics", metrics),
+)
