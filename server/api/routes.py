@@ -102,6 +102,37 @@ def _refuse(call: Callable[[], Any]) -> Any:
         raise ApiError(422, str(exc)) from None
 
 
+JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+
+
+def check_types(data: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """422 naming the first field whose JSON type differs from the schema (unknown fields are the service's call)."""
+    for key, value in data.items():
+        spec = schema["properties"].get(key)
+        if spec is None:
+            continue
+        if not JSON_TYPES[spec["type"]](value):
+            raise ApiError(422, f"{key}: must be a JSON {spec['type']}, got {type(value).__name__}")
+        if "enum" in spec and value not in spec["enum"]:
+            raise ApiError(422, f"{key}: must be one of {', '.join(map(str, spec['enum']))}")
+
+
+def check_profile(data: Mapping[str, Any]) -> None:
+    """422 unless `profile` names a shipped profile (the name becomes a file path further down)."""
+    from server.devices.profile import profile_names
+
+    if "profile" in data:
+        known = profile_names()
+        if data["profile"] not in known:
+            raise ApiError(422, f"profile: no profile {str(data['profile'])[:64]!r} (known: {', '.join(known)})")
+
+
 def _device(ctx: ApiContext, device_id: str) -> Any:
     svc = ctx.service("devices")
     try:
@@ -198,6 +229,8 @@ def devices_list(ctx: ApiContext) -> Any:
 def devices_add(ctx: ApiContext) -> Any:
     """Add a device (validated; 409 if the id exists); answers once it is stored."""
     data = json_body()
+    check_types(data, DEVICE_BODY)
+    check_profile(data)
     svc = ctx.service("devices")
     dev_id = data.get("id")
     if isinstance(dev_id, str):
@@ -224,6 +257,8 @@ def device_change(ctx: ApiContext, device_id: str) -> Any:
     """Change fields of a device (its poller restarts)."""
     data = json_body()
     _device(ctx, device_id)
+    check_types(data, DEVICE_PATCH)
+    check_profile(data)
     svc = ctx.service("devices")
     holder: list[Any] = []
     outcome = wait(lambda then: holder.append(_refuse(lambda: svc.change(device_id, data, then))))
@@ -249,11 +284,13 @@ def device_readings(ctx: ApiContext, device_id: str) -> Any:
     return {"device_id": device_id, "snapshot": None if snap is None else _snapshot_dict(snap)}
 
 
-def _command_args(parse: Callable[[Mapping[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+def _command_args(parse: Callable[[Mapping[str, Any]], dict[str, Any]], schema: Mapping[str, Any]) -> dict[str, Any]:
     from server.uplink.commands import CommandFailed
 
+    data = json_body()
+    check_types(data, schema)  # JSON types first: the shared parsers assume hashable scalars
     try:
-        return parse(json_body())
+        return parse(data)
     except CommandFailed as exc:
         raise ApiError(422, str(exc)) from None
 
@@ -277,7 +314,7 @@ def modbus_read(ctx: ApiContext) -> Any:
     """Read registers of a configured device (same checks as the backend's modbus.read)."""
     from server.devices.commands import parse_read
 
-    a = _command_args(parse_read)
+    a = _command_args(parse_read, READ_BODY)
     _enabled(ctx, a["device"])
     value = _device_io(
         ctx,
@@ -292,7 +329,7 @@ def modbus_write(ctx: ApiContext) -> Any:
     """Write a writable point of a device's profile (same checks as the backend's modbus.write)."""
     from server.devices.commands import parse_write
 
-    a = _command_args(parse_write)
+    a = _command_args(parse_write, WRITE_BODY)
     _enabled(ctx, a["device"])
     value = _device_io(
         ctx,
