@@ -31,6 +31,7 @@ class ApiContext:
 
     gateway: Any
     started: float = field(default_factory=time.monotonic)
+    io_timeout: float = IO_TIMEOUT
 
     def service(self, name: str) -> Any:
         """A running service by name, or 503 if it is not there."""
@@ -241,7 +242,7 @@ def devices_add(ctx: ApiContext) -> Any:
         else:
             raise ApiError(409, f"device {dev_id!r} exists already (PATCH it instead)")
     holder: list[Any] = []
-    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.add(data, then))))
+    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.add(data, then))), ctx.io_timeout)
     if not outcome.ok:
         raise ApiError(503, "the device list could not be saved; see the gateway log")
     return {"device": holder[0].as_dict()}
@@ -261,7 +262,7 @@ def device_change(ctx: ApiContext, device_id: str) -> Any:
     check_profile(data)
     svc = ctx.service("devices")
     holder: list[Any] = []
-    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.change(device_id, data, then))))
+    outcome = wait(lambda then: holder.append(_refuse(lambda: svc.change(device_id, data, then))), ctx.io_timeout)
     if not outcome.ok:
         raise ApiError(503, "the device list could not be saved; see the gateway log")
     return {"device": holder[0].as_dict()}
@@ -271,7 +272,7 @@ def device_delete(ctx: ApiContext, device_id: str) -> Any:
     """Stop polling a device and forget it."""
     _device(ctx, device_id)
     svc = ctx.service("devices")
-    outcome = wait(lambda then: _refuse(lambda: svc.remove(device_id, then)))
+    outcome = wait(lambda then: _refuse(lambda: svc.remove(device_id, then)), ctx.io_timeout)
     if not outcome.ok:
         raise ApiError(503, "the device list could not be saved; see the gateway log")
     return {"deleted": device_id}
@@ -299,7 +300,7 @@ def _device_io(ctx: ApiContext, start: Callable[[Any, Callable[[Outcome[Any]], N
     from server.devices.commands import io_reason
 
     svc = ctx.service("devices")
-    outcome = wait(lambda then: _refuse(lambda: start(svc, then)))
+    outcome = wait(lambda then: _refuse(lambda: start(svc, then)), ctx.io_timeout)
     if not outcome.ok:
         raise ApiError(502, io_reason(outcome.error))
     return outcome.value

@@ -175,3 +175,37 @@ def test_busy_port_leaves_the_gateway_running(tmp_path: Path) -> None:
             assert "api" not in gw.services
         finally:
             gw.stop()
+
+
+def test_a_slow_device_gives_504_while_other_requests_go_on(api_gateway: Api, sim: Simulator) -> None:
+    from modbus_slave.faults import Fault
+    from server.api.app import create_app
+    from server.api.routes import ApiContext
+    from server.api.server import ApiServer
+    from server.api.tokens import load_or_create
+
+    from .conftest import Client
+
+    gw = api_gateway.gateway
+    tokens, _ = load_or_create(gw.data_dir)
+    srv = ApiServer(create_app(gw, tokens, context=ApiContext(gw, io_timeout=1.5)), "127.0.0.1", 0).start()
+    slow, other = Client(srv.port, tokens.admin), Client(srv.port, tokens.read)
+    try:
+        dev = {"id": "inv", "profile": "sma", "host": "127.0.0.1", "port": sim.port, "interval": 60}
+        assert slow.call("POST", "/api/devices", dev).status == 201
+        sim.set_fault(Fault("delay", 3.0))
+        answers: list[int] = []
+        reader = threading.Thread(
+            target=lambda: answers.append(slow.call("POST", "/api/modbus/read", {"device": "inv", "address": 1}).status)
+        )
+        reader.start()
+        wait_for(lambda: gw.services["devices"].engine.pool.stats()["busy"] >= 1)  # the read is on the wire
+        states = [other.call("GET", "/api/state").status for _ in range(20)]
+        still_waiting = not answers  # the state requests did not queue behind the slow read
+        reader.join(5)
+        assert answers == [504] and states == [200] * 20 and still_waiting
+    finally:
+        sim.set_fault(None)
+        slow.close()
+        other.close()
+        srv.stop()
