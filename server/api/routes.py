@@ -147,7 +147,7 @@ def _gateway_name(ctx: ApiContext) -> str:
     if name:
         return str(name)
     signer = (ctx.gateway.services or {}).get("identity")
-    return f"Ohm-{signer.device_id[:8]}" if signer is not None else "Ohm"
+    return f"Ohm-{signer.device_id.removeprefix('ohm-')[:8]}" if signer is not None else "Ohm"
 
 
 def _snapshot_dict(snap: Any) -> dict[str, Any]:

@@ -18,6 +18,8 @@ class ApiServer:
         self._server = create_server(
             app, host=host, port=port, threads=threads, ident="ohm", clear_untrusted_proxy_headers=True
         )
+        # waitress warns on every queued request ("Task queue depth is N"); a short queue under a burst is normal.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

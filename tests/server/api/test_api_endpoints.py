@@ -93,7 +93,7 @@ def test_state_crypto_name_uptime(api_gateway: Api) -> None:
         crypto = c.call("GET", "/api/crypto").json
         assert crypto["id"] == signer.device_id and crypto["public_pem"].startswith("-----BEGIN PUBLIC KEY-----")
         assert crypto["jwk"]["kid"] == signer.device_id and "d" not in crypto["jwk"]
-        assert c.call("GET", "/api/name").json["name"] == f"Ohm-{signer.device_id[:8]}"
+        assert c.call("GET", "/api/name").json["name"] == f"Ohm-{signer.device_id.removeprefix('ohm-')[:8]}"
         assert c.call("GET", "/api/uptime").json["engine_s"] > 0
     finally:
         c.close()
