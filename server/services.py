@@ -29,5 +29,6 @@ def default_services() -> list[Attach]:
 
     services += [identity, outbox, telemetry, uplink]
     from server.api import attach as api  # local REST API (issue 5): last, so it sees every service
+
     services.append(api)
     return services
