@@ -23,7 +23,12 @@ def attach(gateway: Gateway) -> None:
     if port == 0:
         log.info("API disabled (api.port = 0)")
         return
-    tokens, created = load_or_create(gateway.data_dir)
+    try:
+        tokens, created = load_or_create(gateway.data_dir)
+    except (OSError, ValueError) as exc:
+        # No API beats an API with unknown tokens; harvesting and uplink go on.
+        log.error("API not started: %s", exc)
+        return
     if created:
         # The pairing path: shown once on the console, deliberately not through logging.
         print(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 TOKENS_FILE = "api_tokens.json"
+log = logging.getLogger("ohm.api")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,16 @@ def load_or_create(data_dir: Path) -> tuple[Tokens, bool]:
 
 
 def _read(path: Path) -> Tokens:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    if os.stat(path).st_mode & 0o077:
+        # Someone widened it (a restore, a copy): secrets stay owner-only.
+        log.warning("%s was readable by others; set back to mode 0600", path)
+        os.chmod(path, 0o600)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: damaged token file; delete it to generate new tokens")
     admin, read = data.get("admin"), data.get("read")
     if not isinstance(admin, str) or not isinstance(read, str) or len(admin) < 16 or len(read) < 16:
         raise ValueError(f"{path}: damaged token file; delete it to generate new tokens")

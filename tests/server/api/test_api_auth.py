@@ -125,3 +125,34 @@ def test_errors_are_json_with_the_right_status(api_gateway: Api) -> None:
         assert got.status == 422 and got.json["detail"].startswith("address:")
     finally:
         admin.close()
+
+
+def test_token_file_mode_is_repaired_and_damage_is_reported(tmp_path: Path) -> None:
+    tokens, _ = load_or_create(tmp_path)
+    path = tmp_path / TOKENS_FILE
+    os.chmod(path, 0o644)
+    assert load_or_create(tmp_path) == (tokens, False)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    path.write_text("{broken")
+    with pytest.raises(ValueError, match="damaged token file"):
+        load_or_create(tmp_path)
+    path.write_text('{"admin": "short", "read": 1}')
+    with pytest.raises(ValueError, match="damaged token file"):
+        load_or_create(tmp_path)
+
+
+def test_a_damaged_token_file_leaves_the_gateway_running_without_api(tmp_path: Path) -> None:
+    from server.api import attach as api
+    from server.config import load
+    from server.gateway import Gateway
+
+    from .conftest import free_port
+
+    (tmp_path / TOKENS_FILE).write_text("not json")
+    overrides = {"data_dir": tmp_path, "stats_interval": 0, "api.host": "127.0.0.1", "api.port": free_port()}
+    gw = Gateway(load(None, env={}, overrides=overrides), services=[api])
+    try:
+        gw.start()
+        assert "api" not in gw.services
+    finally:
+        gw.stop()
