@@ -66,7 +66,7 @@ def parse_read(args: Mapping[str, Any]) -> dict[str, Any]:
     out["fc"] = fc
     out["address"] = _int(args, "address", 0, 65535)
     kind = args.get("type")
-    if kind is not None and kind not in TYPES:
+    if kind is not None and (not isinstance(kind, str) or kind not in TYPES):
         raise CommandFailed(f"type: must be one of {', '.join(TYPES)}, got {kind!r}")
     default_count = TYPES[kind] if kind is not None else 1
     out["count"] = _int(args, "count", 1, 125, default_count)
@@ -75,7 +75,7 @@ def parse_read(args: Mapping[str, Any]) -> dict[str, Any]:
     if out["address"] + out["count"] > 65536:
         raise CommandFailed("address + count: past register 65535")
     words = args.get("words", "big")
-    if words not in ("big", "little"):
+    if not isinstance(words, str) or words not in ("big", "little"):
         raise CommandFailed(f"words: must be 'big' or 'little', got {words!r}")
     out["type"], out["words"] = kind, words
     return out

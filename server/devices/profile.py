@@ -6,6 +6,7 @@ and hand-written checks give messages that name the file and the field path exac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -424,6 +425,10 @@ def load_profile(key: str, directory: Path = PROFILE_DIR) -> Profile:
     """The profile called `key` (file stem) from the profile directory, cached."""
     if directory == PROFILE_DIR and key in _cache:
         return _cache[key]
+    # A profile is named, never addressed: no path separators, dots or odd lengths from a caller.
+    if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
+        known = ", ".join(profile_names(directory))
+        raise ProfileError(f"no profile {str(key)[:80]!r} (known: {known})")
     path = directory / f"{key}.yaml"
     if not path.exists():
         known = ", ".join(profile_names(directory))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,11 @@ class DeviceConfig:
 
     def validate(self) -> None:
         """Raise DeviceConfigError naming the first bad field."""
+        for name, expected in _field_types().items():
+            value = getattr(self, name)
+            wrong_bool = isinstance(value, bool) and expected is not bool
+            if wrong_bool or not isinstance(value, (int, float) if expected is float else expected):
+                raise DeviceConfigError(f"{name}: must be {_TYPE_WORDS[expected]}, got {type(value).__name__}")
         if not self.id or not all(c.isalnum() or c in "-_." for c in self.id) or len(self.id) > 64:
             raise DeviceConfigError("id: use 1-64 letters, digits, '-', '_' or '.'")
         try:
@@ -122,3 +129,12 @@ class DeviceStore:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+_TYPE_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+@functools.cache
+def _field_types() -> dict[str, type]:
+    """DeviceConfig's field types, resolved once (annotations are strings under `from __future__`)."""
+    return dict(typing.get_type_hints(DeviceConfig))
