@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if demo is not None:
         print(f"[demo] Ohm gateway {__version__} running, data in {config.data_dir}; Ctrl-C stops it.", flush=True)
         print(demo.banner(), flush=True)
-        print("[demo] the local REST API and dashboard are not built yet; readings show below every 5 s.", flush=True)
+        print("[demo] the dashboard comes with the rest of the API; readings show below every 5 s.", flush=True)
     try:
         gateway.run()
     finally:

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from server.uplink.broker import free_port
+
 log = logging.getLogger("ohm.demo")
 
 DEVICES = (("demo-inverter", "sma"), ("demo-meter", "eastron_sdm630"))
@@ -26,6 +28,7 @@ class Demo:
         self.broker: Any = None
         self.consumer: Any = None
         self.store: Any = None
+        self.api_port = 0
 
     def start(self) -> dict[str, Any]:
         """Start everything; returns the settings the gateway needs to use it."""
@@ -46,7 +49,13 @@ class Demo:
                 )
         finally:
             store.close()
-        overrides: dict[str, Any] = {"telemetry.batch_interval": 2.0}
+        # The demo's API listens on loopback only, on a free port.
+        self.api_port = free_port()
+        overrides: dict[str, Any] = {
+            "telemetry.batch_interval": 2.0,
+            "api.host": "127.0.0.1",
+            "api.port": self.api_port,
+        }
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             print("[demo] mosquitto is not installed (make sysdeps): readings stay in the outbox, nothing is uploaded")
             return overrides
@@ -64,7 +73,12 @@ class Demo:
         """What is running where."""
         sims = ", ".join(f"{d} ({p}) on 127.0.0.1:{s.port}" for (d, p), s in zip(DEVICES, self.simulators, strict=True))
         broker = f"mosquitto on 127.0.0.1:{self.broker.port}" if self.broker else "no broker"
-        return f"[demo] simulated devices: {sims}; {broker}; consumer stores into {self.data_dir / 'consumer.sqlite'}"
+        tokens = self.data_dir / "api_tokens.json"
+        return (
+            f"[demo] simulated devices: {sims}; {broker}; consumer stores into {self.data_dir / 'consumer.sqlite'}\n"
+            f"[demo] local API: http://127.0.0.1:{self.api_port}/api/hello (API docs: "
+            f"http://127.0.0.1:{self.api_port}/api/openapi.json; tokens in {tokens})"
+        )
 
     def report(self, gateway: Any) -> str:
         """One line of what flows: latest readings and what the consumer verified."""

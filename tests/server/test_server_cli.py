@@ -15,7 +15,7 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**clean, "PYTHONPATH": str(ROOT), "OHM_API_HOST": "127.0.0.1", "OHM_API_PORT": "0", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

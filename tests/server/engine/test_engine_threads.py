@@ -194,6 +194,7 @@ def test_stop_runs_hooks_and_finishes_in_time() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_process_stops_cleanly_on_signal_within_5_s(tmp_path: Path, sig: signal.Signals) -> None:
     env = {**os.environ, "OHM_DATA_DIR": str(tmp_path), "OHM_STATS_INTERVAL": "0", "PYTHONPATH": str(ROOT)}
+    env.update({"OHM_API_HOST": "127.0.0.1", "OHM_API_PORT": "0"})  # loopback only; no API needed here
     proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
