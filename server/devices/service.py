@@ -47,6 +47,8 @@ class DeviceService:
         self.engine = engine
         self.bus = bus
         self.store = store
+        # One lane for the device list: saves land in the order they were asked for (add, then change, ...).
+        self._store_lane = engine.lane("devices.store", cls=TaskClass.CONTROL)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.timeout = timeout  # overrides profile timeouts (tests use short ones)
@@ -326,7 +328,7 @@ class DeviceService:
             if then is not None:
                 self.engine.call_soon(lambda now: then(Outcome(value=None)), kind="devices.store")
             return
-        self.engine.offload(lambda: fn(store), then, kind="devices.store", cls=TaskClass.CONTROL)
+        self.engine.offload(lambda: fn(store), then, kind="devices.store", cls=TaskClass.CONTROL, lane=self._store_lane)
 
     def _event(self, kind: str, device_id: str) -> None:
         self.bus.emit(DeviceEvent(kind, self.engine.clock.time(), device_id))

@@ -298,3 +298,22 @@ def test_every_profile_end_to_end_over_tcp(svc: DeviceService, sims: list[Simula
         assert snap.points["inverter.power_w"].value == pytest.approx(4800)
     if "grid.power_w" in snap.points:
         assert snap.points["grid.power_w"].value == pytest.approx(-1500)
+
+
+def test_saves_land_in_the_order_they_were_asked_for(tmp_path: Path) -> None:
+    engine = Engine(workers=4)
+    store = DeviceStore(tmp_path / "devices.sqlite")
+    service = DeviceService(engine, Bus(), store)
+    engine.start_thread()
+    try:
+        done: list[Outcome] = []
+        service.add({"id": "a", "profile": "sma", "host": "127.0.0.1", "port": 1, "enabled": False}, done.append)
+        for interval in range(2, 152):  # with four workers and no ordering, an older save could land last
+            service.change("a", {"interval": interval}, done.append)
+        wait_for(lambda: len(done) == 151)
+        assert all(o.ok for o in done)
+    finally:
+        service.close()
+        engine.stop()
+        engine.wait_stopped(5)
+    assert [c.interval for c in DeviceStore(tmp_path / "devices.sqlite").load()] == [151]
