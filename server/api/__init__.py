@@ -15,6 +15,8 @@ log = logging.getLogger("ohm.api")
 def attach(gateway: Gateway) -> None:
     """Load (or create) the tokens, start the HTTP server, stop it on engine shutdown (api.port 0 = off)."""
     from .app import create_app
+    from .logbuffer import RingLog
+    from .routes import ApiContext
     from .server import ApiServer
     from .tokens import load_or_create
 
@@ -35,14 +37,23 @@ def attach(gateway: Gateway) -> None:
             f"Ohm API admin token (shown once; also in {gateway.data_dir}/api_tokens.json): {tokens.admin}",
             file=sys.stderr,
         )
-    app = create_app(gateway, tokens)
+    # Recent records for GET /api/logs; the tokens are masked should one ever reach a log line.
+    ring = RingLog(secrets=(tokens.admin, tokens.read))
+    logging.getLogger().addHandler(ring)
+    app = create_app(gateway, tokens, context=ApiContext(gateway, logs=ring))
     host = str(cfg.get("api.host", "0.0.0.0"))
     try:
         server = ApiServer(app, host, port, threads=int(cfg.get("api.threads", 4))).start()
     except OSError as exc:
         # A busy port must not take harvesting down with it: the gateway runs on without its API.
+        logging.getLogger().removeHandler(ring)
         log.error("API not started: cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return
     gateway.services["api"] = server
-    gateway.engine.on_shutdown("api", server.stop)
+
+    def stop() -> None:
+        server.stop()
+        logging.getLogger().removeHandler(ring)
+
+    gateway.engine.on_shutdown("api", stop)
     log.info("API listening on %s:%d", server.host, server.port)

@@ -45,6 +45,10 @@ def document() -> dict[str, Any]:
             op["parameters"] = [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
             ]
+        if r.query:
+            op.setdefault("parameters", []).extend(
+                {"name": q, "in": "query", "required": False, "schema": dict(spec)} for q, spec in r.query.items()
+            )
         if r.auth != "public":
             op["security"] = [{"bearer": []}]
         if r.body is not None:
@@ -83,6 +87,10 @@ def markdown(doc: dict[str, Any] | None = None) -> str:
             out.append(f"| {method.upper()} | `{path}` | {auth} | {op['summary']} |")
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
+            queries = [p for p in op.get("parameters", []) if p["in"] == "query"]
+            if queries:
+                out += ["", f"## {method.upper()} {path}", "", "Query parameters (all optional):", ""]
+                out += [f"- `{q['name']}`: {json.dumps(q['schema'])}" for q in queries]
             if "requestBody" in op:
                 schema = op["requestBody"]["content"]["application/json"]["schema"]
                 out += [

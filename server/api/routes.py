@@ -7,6 +7,7 @@ non-blocking methods and wait (bounded) on an Event that the engine task `then` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -20,8 +21,10 @@ import server
 from server.engine import EngineStopped, Outcome
 
 from .errors import ApiError
+from .logbuffer import FILTER_LEVELS, KEEP, LEVELS
 from .metrics import render_metrics
 
+log = logging.getLogger("ohm.api")
 IO_TIMEOUT = 10.0  # s a handler waits for a device answer before giving up with 504
 
 
@@ -32,6 +35,13 @@ class ApiContext:
     gateway: Any
     started: float = field(default_factory=time.monotonic)
     io_timeout: float = IO_TIMEOUT
+    logs: Any = None  # RingLog, set by attach (None: the logs endpoints answer 503)
+
+    def log_ring(self) -> Any:
+        """The recent-records handler, or 503 if the API runs without one."""
+        if self.logs is None:
+            raise ApiError(503, "no log buffer in this process")
+        return self.logs
 
     def service(self, name: str) -> Any:
         """A running service by name, or 503 if it is not there."""
@@ -52,6 +62,7 @@ class Route:
     handler: Callable[..., Any]
     body: Mapping[str, Any] | None = None
     status: int = 200
+    query: Mapping[str, Any] | None = None  # {name: JSON schema} of optional query parameters
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -116,12 +127,36 @@ def check_types(data: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """422 naming the first field whose JSON type differs from the schema (unknown fields are the service's call)."""
     for key, value in data.items():
         spec = schema["properties"].get(key)
-        if spec is None:
-            continue
+        if spec is None or "type" not in spec:
+            continue  # no single JSON type (e.g. a string or a list): the shared parser checks it
         if not JSON_TYPES[spec["type"]](value):
             raise ApiError(422, f"{key}: must be a JSON {spec['type']}, got {type(value).__name__}")
         if "enum" in spec and value not in spec["enum"]:
             raise ApiError(422, f"{key}: must be one of {', '.join(map(str, spec['enum']))}")
+
+
+def query_args(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's query parameters checked against a route's `query` schemas (422 naming the first bad one)."""
+    unknown = sorted(set(request.args) - set(schema))
+    if unknown:
+        raise ApiError(422, f"unknown query parameter {unknown[0][:64]!r} (expected: {', '.join(schema)})")
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        raw = request.args.get(key)
+        if raw is None:
+            continue
+        value: Any = raw
+        if spec["type"] == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ApiError(422, f"{key}: must be an integer, got {raw[:64]!r}") from None
+            if not spec.get("minimum", value) <= value <= spec.get("maximum", value):
+                raise ApiError(422, f"{key}: must be {spec['minimum']}-{spec['maximum']}, got {value}")
+        if "enum" in spec and value not in spec["enum"]:
+            raise ApiError(422, f"{key}: must be one of {', '.join(map(str, spec['enum']))}")
+        out[key] = value
+    return out
 
 
 def check_profile(data: Mapping[str, Any]) -> None:
@@ -341,6 +376,57 @@ def modbus_write(ctx: ApiContext) -> Any:
     return {"device": a["device"], "address": a["address"], **value}
 
 
+def scan_start(ctx: ApiContext) -> Any:
+    """Start a discovery scan (same checks as the backend's devices.scan); answers its id at once."""
+    from server.devices.commands import parse_scan
+
+    a = _command_args(parse_scan, SCAN_BODY)
+    svc = ctx.service("devices")
+    scan_id = _refuse(lambda: svc.scan(**a))
+    return {"scan_id": scan_id, **svc.scan_status(scan_id)}
+
+
+def _scan_status(ctx: ApiContext, scan_id: str) -> dict[str, Any]:
+    try:
+        return {"scan_id": scan_id, **ctx.service("devices").scan_status(scan_id)}
+    except KeyError:
+        raise ApiError(404, f"no scan {scan_id!r}") from None
+
+
+def scan_get(ctx: ApiContext, scan_id: str) -> Any:
+    """Progress of a scan and what it found so far."""
+    return _scan_status(ctx, scan_id)
+
+
+def scan_cancel(ctx: ApiContext, scan_id: str) -> Any:
+    """Cancel a scan (the probe in flight finishes; the rest are skipped)."""
+    _scan_status(ctx, scan_id)
+    ctx.service("devices").cancel_scan(scan_id)
+    return _scan_status(ctx, scan_id)
+
+
+def logs_get(ctx: ApiContext) -> Any:
+    """Recent log records (the last 500 at most), oldest first; `level` is a floor, `limit` the newest N."""
+    a = query_args(LOGS_QUERY)
+    ring = ctx.log_ring()
+    records = ring.recent(a.get("level"), a.get("limit", LOGS_QUERY["limit"]["maximum"]))
+    return {"level": logging.getLevelName(logging.getLogger().level).lower(), "records": records}
+
+
+def logs_level(ctx: ApiContext) -> Any:
+    """Change the root log level at run time (not saved: a restart goes back to the log_level setting)."""
+    from .logbuffer import set_root_level
+
+    ctx.log_ring()
+    data = json_body()
+    check_types(data, LEVEL_BODY)
+    if set(data) != {"level"}:
+        raise ApiError(422, "level: required, and nothing else")
+    before = set_root_level(data["level"])
+    log.warning("log level set to %s (was %s) through the API", data["level"], before)
+    return {"level": data["level"], "before": before}
+
+
 def openapi(ctx: ApiContext) -> Any:
     """This API as an OpenAPI 3.1 document."""
     from .openapi import document
@@ -416,6 +502,32 @@ WRITE_BODY: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+SCAN_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "hosts": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "'a.b.c.d', 'a.b.c.d-N', 'a.b.c.0/24' or a list of them (or give serial)",
+        },
+        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}, "maxItems": 64},
+        "serial": {"type": "array", "items": {"type": "string"}},
+        "bauds": {"type": "array", "items": {"type": "integer", "minimum": 1200, "maximum": 921600}, "maxItems": 8},
+        "units": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 247}, "maxItems": 16},
+        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 5},
+    },
+    "additionalProperties": False,
+}
+LOGS_QUERY: dict[str, Any] = {
+    "level": {"type": "string", "enum": list(FILTER_LEVELS)},
+    "limit": {"type": "integer", "minimum": 1, "maximum": KEEP},
+}
+LEVEL_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["level"],
+    "properties": {"level": {"type": "string", "enum": list(LEVELS)}},
+    "additionalProperties": False,
+}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/hello", "public", "A greeting (no token needed)", hello),
@@ -432,6 +544,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/devices/<device_id>/readings", "read", "Latest snapshot of a device", device_readings),
     Route("POST", "/api/modbus/read", "read", "Read registers of a configured device", modbus_read, READ_BODY),
     Route("POST", "/api/modbus/write", "admin", "Write a writable point of a device", modbus_write, WRITE_BODY),
+    Route("POST", "/api/scan", "admin", "Start a discovery scan", scan_start, SCAN_BODY, 202),
+    Route("GET", "/api/scan/<scan_id>", "read", "Progress and findings of a scan", scan_get),
+    Route("DELETE", "/api/scan/<scan_id>", "admin", "Cancel a scan", scan_cancel),
+    Route("GET", "/api/logs", "read", "Recent log records", logs_get, query=LOGS_QUERY),
+    Route("PUT", "/api/logs/level", "admin", "Change the root log level at run time", logs_level, LEVEL_BODY),
     Route("GET", "/api/openapi.json", "public", "This document", openapi),
     Route("GET", "/health", "public", "200 while the engine runs, 503 otherwise", health),
     Route("GET", "/metrics", "read", "Prometheus metrics", metrics),
