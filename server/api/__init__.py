@@ -16,6 +16,7 @@ def attach(gateway: Gateway) -> None:
     """Load (or create) the tokens, start the HTTP server, stop it on engine shutdown (api.port 0 = off)."""
     from .app import create_app
     from .logbuffer import RingLog
+    from .notifications import Notifications
     from .routes import ApiContext
     from .server import ApiServer
     from .tokens import load_or_create
@@ -40,7 +41,9 @@ def attach(gateway: Gateway) -> None:
     # Recent records for GET /api/logs; the tokens are masked should one ever reach a log line.
     ring = RingLog(secrets=(tokens.admin, tokens.read))
     logging.getLogger().addHandler(ring)
-    app = create_app(gateway, tokens, context=ApiContext(gateway, logs=ring))
+    notes = Notifications()
+    gateway.bus.on_event(notes.on_event)  # kept even if the port is busy: cheap, and the bus has no unsubscribe
+    app = create_app(gateway, tokens, context=ApiContext(gateway, logs=ring, notes=notes))
     host = str(cfg.get("api.host", "0.0.0.0"))
     try:
         server = ApiServer(app, host, port, threads=int(cfg.get("api.threads", 4))).start()

@@ -36,12 +36,19 @@ class ApiContext:
     started: float = field(default_factory=time.monotonic)
     io_timeout: float = IO_TIMEOUT
     logs: Any = None  # RingLog, set by attach (None: the logs endpoints answer 503)
+    notes: Any = None  # Notifications fed by the bus, set by attach (None: 503)
 
     def log_ring(self) -> Any:
         """The recent-records handler, or 503 if the API runs without one."""
         if self.logs is None:
             raise ApiError(503, "no log buffer in this process")
         return self.logs
+
+    def notifications(self) -> Any:
+        """The notification list, or 503 if the API runs without one."""
+        if self.notes is None:
+            raise ApiError(503, "no notifications in this process")
+        return self.notes
 
     def service(self, name: str) -> Any:
         """A running service by name, or 503 if it is not there."""
@@ -427,6 +434,19 @@ def logs_level(ctx: ApiContext) -> Any:
     return {"level": data["level"], "before": before}
 
 
+def notifications_list(ctx: ApiContext) -> Any:
+    """Device events kept for the owner (offline, recovered, outbox_dropped, ...), oldest first."""
+    return {"notifications": ctx.notifications().list()}
+
+
+def notification_dismiss(ctx: ApiContext, note_id: str) -> Any:
+    """Dismiss one notification by id."""
+    notes = ctx.notifications()
+    if not (note_id.isascii() and note_id.isdigit() and len(note_id) < 20 and notes.dismiss(int(note_id))):
+        raise ApiError(404, f"no notification {note_id[:64]!r}")
+    return {"dismissed": int(note_id)}
+
+
 def openapi(ctx: ApiContext) -> Any:
     """This API as an OpenAPI 3.1 document."""
     from .openapi import document
@@ -549,6 +569,8 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/scan/<scan_id>", "admin", "Cancel a scan", scan_cancel),
     Route("GET", "/api/logs", "read", "Recent log records", logs_get, query=LOGS_QUERY),
     Route("PUT", "/api/logs/level", "admin", "Change the root log level at run time", logs_level, LEVEL_BODY),
+    Route("GET", "/api/notifications", "read", "Device events kept for the owner", notifications_list),
+    Route("DELETE", "/api/notifications/<note_id>", "admin", "Dismiss a notification", notification_dismiss),
     Route("GET", "/api/openapi.json", "public", "This document", openapi),
     Route("GET", "/health", "public", "200 while the engine runs, 503 otherwise", health),
     Route("GET", "/metrics", "read", "Prometheus metrics", metrics),
