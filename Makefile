@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/harvest.py
 	$(PY) bench/uplink.py
+	$(PY) bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage .demo-data
