@@ -27,6 +27,9 @@ log = logging.getLogger("ohm.devices")
 Then = Callable[[Outcome[Any]], None] | None
 
 
+KEEP_SCANS = 16  # scans whose results stay available to scan_status
+
+
 class WriteRejected(ValueError):
     """A raw write that the device's profile does not allow; the message says why."""
 
@@ -248,6 +251,10 @@ class DeviceService:
             self._scan_seq += 1
             scan_id = f"scan-{self._scan_seq}"
             self._scans[scan_id] = scan
+            # Keep the last few scans' results; forget the oldest finished ones so memory stays bounded.
+            finished = [k for k, v in self._scans.items() if v.finished.is_set()]
+            for old in finished[: max(0, len(self._scans) - KEEP_SCANS)]:
+                del self._scans[old]
         scan.start()
         return scan_id
 

@@ -107,3 +107,26 @@ def test_service_scan_api(engine: Engine) -> None:
     assert status["done"] == 1 and status["found"][0]["profile"] == "sma"
     with pytest.raises(ValueError, match="give hosts"):
         service.scan()
+
+
+def test_only_the_latest_finished_scans_are_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from server.bus import Bus
+    from server.devices.service import KEEP_SCANS, DeviceService
+    from server.engine import Engine
+
+    engine = Engine()
+    service = DeviceService(engine, Bus())
+    engine.start_thread()
+    try:
+        ids = []
+        for _ in range(KEEP_SCANS + 5):
+            ids.append(service.scan(hosts="127.0.0.1", ports=[1], timeout=0.2))
+            service._scans[ids[-1]].finished.wait(5)
+        with pytest.raises(KeyError):
+            service.scan_status(ids[0])
+        assert service.scan_status(ids[-1])["finished"]
+        assert len(service._scans) <= KEEP_SCANS + 1
+    finally:
+        service.close()
+        engine.stop()
+        engine.wait_stopped(5)
