@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,19 +12,18 @@ from typing import Any
 
 import pytest
 
+from modbus_slave.server import Simulator
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.config import load
 from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
+from server.uplink.broker import free_port
 
+__all__ = ["Api", "free_port", "sim", "wait_for"]
 
-def free_port() -> int:
-    """A loopback port free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+NOON = 1_699_963_200.0  # simulator clock: solar noon, so readings are steady and non-zero
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -37,6 +35,16 @@ def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulated SMA inverter on 127.0.0.1 with its clock held at noon."""
+    s = Simulator("sma", clock=lambda: NOON).start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from server.gateway import Gateway
 from .conftest import Api, free_port, wait_for
 
 pytestmark = pytest.mark.integration
-NOON = 1_699_963_200.0
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = Simulator("sma", clock=lambda: NOON).start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def test_devices_crud_readings_and_modbus(api_gateway: Api, sim: Simulator) -> None:

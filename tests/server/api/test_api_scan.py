@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from modbus_slave.server import Simulator
@@ -11,16 +9,6 @@ from modbus_slave.server import Simulator
 from .conftest import Api, free_port, wait_for
 
 pytestmark = pytest.mark.integration
-NOON = 1_699_963_200.0
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = Simulator("sma", clock=lambda: NOON).start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def test_scan_finds_the_simulator(api_gateway: Api, sim: Simulator) -> None:
