@@ -16,8 +16,10 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [_ROOT]:
     sys.path.insert(0, _ROOT)
 
+from modbus_slave.server import Simulator  # noqa: E402
 from server.uplink.broker import Broker  # noqa: E402
 from server.uplink.pki import Pki, make_pki  # noqa: E402
+from tests.support import NOON  # noqa: E402
 
 
 def _need_mosquitto() -> None:
@@ -56,3 +58,13 @@ def mosquitto(mosquitto_factory: Callable[..., Broker]) -> Broker:
 def pki(tmp_path: Path) -> Pki:
     """A CA, a server certificate for 127.0.0.1 and a maker of client certificates."""
     return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulated SMA inverter on 127.0.0.1 with its clock held at noon."""
+    s = Simulator("sma", clock=lambda: NOON).start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from modbus_slave.server import Simulator
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.config import load
@@ -20,31 +18,14 @@ from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
 from server.uplink.broker import free_port
+from tests import support
 
-__all__ = ["Api", "free_port", "sim", "wait_for"]
-
-NOON = 1_699_963_200.0  # simulator clock: solar noon, so readings are steady and non-zero
+__all__ = ["Api", "free_port", "wait_for"]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll `cond` until truthy or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    """A simulated SMA inverter on 127.0.0.1 with its clock held at noon."""
-    s = Simulator("sma", clock=lambda: NOON).start()
-    try:
-        yield s
-    finally:
-        s.stop()
+    """The shared wait_for with this package's shorter default."""
+    return support.wait_for(cond, timeout)
 
 
 @dataclass

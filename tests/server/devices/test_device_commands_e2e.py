@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,9 @@ from server.outbox.service import attach as outbox
 from server.statemachine import State
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-NOON = 1_699_963_200.0
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, why: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s" + (f": {why()}" if why else ""))
 
 
 def closed_port() -> int:
@@ -70,15 +60,6 @@ class Backend:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = Simulator("sma", clock=lambda: NOON).start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

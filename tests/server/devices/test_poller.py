@@ -15,6 +15,7 @@ from server.devices.profile import profile_names
 from server.devices.service import DeviceService, WriteRejected
 from server.devices.store import DeviceConfigError, DeviceStore
 from server.engine import Engine, Outcome
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 NOON = 1_699_963_200.0
@@ -22,16 +23,6 @@ NOON = 1_699_963_200.0
 
 def fixed(t: float = NOON) -> Callable[[], float]:
     return lambda: t
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture

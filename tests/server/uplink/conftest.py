@@ -16,18 +16,7 @@ from server.gateway import Gateway
 from server.outbox.service import attach as outbox
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
-
-
-def wait_for(
-    cond: Callable[[], Any], timeout: float = 10.0, step: float = 0.02, why: Callable[[], str] | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s" + (f": {why()}" if why else ""))
+from tests.support import wait_for
 
 
 def snap(device: str, i: int) -> Snapshot:

@@ -7,8 +7,9 @@ import pytest
 from server.crypto.software import SoftwareSigner
 from server.statemachine import State
 from server.uplink.broker import TlsFiles
+from tests.support import wait_for
 
-from .conftest import snap, wait_for
+from .conftest import snap
 
 pytestmark = pytest.mark.integration
 

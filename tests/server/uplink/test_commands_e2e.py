@@ -10,8 +10,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from server.crypto.jws import sign_compact
 from server.crypto.software import SoftwareSigner
 from server.statemachine import State
-
-from .conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ import pytest
 
 from server.statemachine import State
 from server.uplink.broker import free_port
+from tests.support import wait_for
 
-from .conftest import snap, wait_for
+from .conftest import snap
 
 pytestmark = pytest.mark.integration
 

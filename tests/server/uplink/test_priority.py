@@ -8,8 +8,9 @@ from server.crypto.software import SoftwareSigner
 from server.outbox.store import OutboxStore
 from server.statemachine import State
 from server.telemetry.envelope import ChainState, build_batch
+from tests.support import wait_for
 
-from .conftest import snap, wait_for
+from .conftest import snap
 
 pytestmark = pytest.mark.integration
 

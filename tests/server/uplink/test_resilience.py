@@ -12,8 +12,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from server.statemachine import State
+from tests.support import wait_for
 
-from .conftest import snap, wait_for
+from .conftest import snap
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,9 @@
 import pytest
 
 from server.statemachine import State
+from tests.support import wait_for
 
-from .conftest import snap, wait_for
+from .conftest import snap
 
 pytestmark = pytest.mark.integration
 
