@@ -17,10 +17,10 @@ Attach = Callable[["Gateway"], None]
 
 def default_services() -> list[Attach]:
     """The services a production gateway runs (imported lazily to keep start-up fast)."""
-    services: list[Attach] = []
+    from server.audit import attach as audit  # first: every later service may record actions
     from server.devices import attach as devices
 
-    services.append(devices)
+    services: list[Attach] = [audit, devices]
     # Identity, outbox, telemetry, uplink (issue 4): in this order, each finds the previous in gateway.services.
     from server.crypto.service import attach as identity
     from server.outbox.service import attach as outbox

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
 from .errors import ApiError, error_response, install
 from .limiter import FailureLimiter
-from .routes import ROUTES, ApiContext, Route
+from .routes import ApiContext, Route, all_routes
 from .tokens import Tokens
 
 MAX_BODY = 64 * 1024  # bytes; device definitions and Modbus requests are tiny
@@ -27,7 +27,7 @@ def create_app(
     auth_of: dict[str, str] = {}
     install(app)
 
-    for route in ROUTES:
+    for route in all_routes():
         endpoint = f"{route.handler.__name__}_{route.method.lower()}"
         auth_of[endpoint] = route.auth
         app.add_url_rule(route.path, endpoint, _view(route, ctx), methods=[route.method])
@@ -51,15 +51,31 @@ def create_app(
             raise ApiError(401, "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
         if level == "admin" and role != "admin":
             raise ApiError(403, "this needs the admin token")
+        g.role = role
         return None
 
     @app.after_request
     def _headers(resp: Response) -> Response:
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Cache-Control"] = "no-store"
+        _audit(gateway, resp)
         return resp
 
     return app
+
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _audit(gateway: Any, resp: Response) -> None:
+    """Put an authenticated change (even a refused one) into the action history: who, what, HTTP status."""
+    role = g.get("role")
+    if role is None or request.method not in MUTATING:
+        return
+    audit = (getattr(gateway, "services", None) or {}).get("audit")
+    if audit is not None:
+        result = "ok" if resp.status_code < 400 else f"refused: {resp.status_code}"
+        audit.record(f"{role}@{request.remote_addr or '?'}", f"{request.method} {request.path}", result)
 
 
 def _view(route: Route, ctx: ApiContext) -> Any:

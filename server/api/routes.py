@@ -549,6 +549,20 @@ LEVEL_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Modules that contribute their own `ROUTES` tuple (one line per area, so areas never edit each other's tables).
+ROUTE_MODULES: tuple[str, ...] = ("server.api.actions_routes",)
+
+
+def all_routes() -> tuple[Route, ...]:
+    """The core table plus every area's table from ROUTE_MODULES (what Flask serves and OpenAPI documents)."""
+    import importlib
+
+    extra: list[Route] = []
+    for module in ROUTE_MODULES:
+        extra.extend(importlib.import_module(module).ROUTES)
+    return ROUTES + tuple(extra)
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/hello", "public", "A greeting (no token needed)", hello),
     Route("GET", "/api/version", "read", "Software version", version),

@@ -13,6 +13,7 @@ import pytest
 
 from server.api import attach as api
 from server.api.tokens import load_or_create
+from server.audit import attach as audit
 from server.config import load
 from server.crypto.service import attach as identity
 from server.devices import attach as devices
@@ -105,7 +106,7 @@ def api_gateway(tmp_path: Path) -> Iterator[Api]:
         "api.host": "127.0.0.1",
         "api.port": port,
     }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[devices, identity, api])
+    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, api])
     try:
         gw.start()
         gw.engine.start_thread()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.api.limiter import FailureLimiter
-from server.api.routes import ROUTES
+from server.api.routes import all_routes
 from server.api.tokens import TOKENS_FILE, load_or_create
 
 from .conftest import Api
@@ -69,7 +69,7 @@ def test_public_and_auth_levels(api_gateway: Api) -> None:
 def test_every_non_public_route_needs_a_token(api_gateway: Api) -> None:
     anon = api_gateway.client()
     try:
-        for r in ROUTES:
+        for r in all_routes():
             path = r.path.replace("<device_id>", "nope")
             got = anon.call(r.method, path, {} if r.method != "GET" else None)
             if r.auth == "public":
