@@ -4,14 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# System packages the integration tests use (real components on loopback).
-APT_PACKAGES := mosquitto
+# System packages the integration tests use (real components on loopback), and the headers
+# dbus-python/PyGObject build from (python-dbusmock runs BlueZ and NetworkManager mocks on a private bus).
+APT_PACKAGES := mosquitto dbus libdbus-1-dev libglib2.0-dev pkg-config libgirepository1.0-dev libcairo2-dev gcc python3-dev chromium
 
 .PHONY: all venv sysdeps test unit lint demo bench clean
 
 all: test
 
-$(STAMP): pyproject.toml
+# sysdeps first: pip builds dbus-python and PyGObject against the Debian headers.
+$(STAMP): pyproject.toml | sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
