@@ -18,6 +18,7 @@ CANONICAL: dict[str, tuple[str, str]] = {
     "control.power_limit_pct": ("%", "active power limit in percent of rated power (writable)"),
     "control.power_limit_w": ("W", "active power limit in watts (writable)"),
     "control.max_sell_power_w": ("W", "maximum power exported to the grid (writable)"),
+    "control.inverter_on": ("", "inverter remote on/off: 1 on, 0 off (writable)"),
 }
 FREE_PREFIXES = ("raw.", "x.")  # device-specific points outside the canonical list
 

@@ -105,6 +105,8 @@ class Quirks:
     max_gap: int = 10  # unused registers a merged read may span
     exclusive: bool = False  # device accepts one client at a time: never hold two connections
     timeout: float = 2.0
+    write_retries: int = 2  # control writes: extra attempts when a write fails or does not read back
+    write_settle: float = 0.0  # seconds a device needs after a write before it reads back the new value
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,8 @@ _DEFAULT_KEYS = {
     "max_gap",
     "exclusive",
     "timeout",
+    "write_retries",
+    "write_settle",
     "fc",
     "words",
     "bytes",
@@ -262,6 +266,8 @@ def parse_profile(data: Any, path: str, key: str) -> Profile:
         max_gap=_int_in(c, d, "max_gap", "defaults", 10, 0, 100),
         exclusive=c.get(d, "exclusive", "defaults", bool, False),
         timeout=_num_in(c, d, "timeout", "defaults", 2.0, 0.05, 30.0),
+        write_retries=_int_in(c, d, "write_retries", "defaults", 2, 0, 5),
+        write_settle=_num_in(c, d, "write_settle", "defaults", 0.0, 0.0, 10.0),
     )
     fc_default = c.choice(d, "fc", "defaults", FUNCTIONS, 3)
     words_default = c.choice(d, "words", "defaults", ORDERS, "big")
