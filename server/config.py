@@ -164,6 +164,8 @@ FIELDS: tuple[Field, ...] = (
     Field("api.host", str, "0.0.0.0", "address the local API listens on (0.0.0.0 = every interface, for the LAN)"),
     Field("api.port", int, 8080, "TCP port of the local API (0 = API disabled)", min=0, max=65535),
     Field("api.threads", int, 4, "threads answering API requests", min=1, max=32),
+    # -- dashboard (issue 5) ------------------------------------------------------------------
+    Field("api.ws_port", int, 8081, "port of the dashboard's live WebSocket on api.host (0 = off)", min=0, max=65535),
 )
 
 FIELDS_BY_KEY = {f.key: f for f in FIELDS}

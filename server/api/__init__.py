@@ -14,7 +14,10 @@ log = logging.getLogger("ohm.api")
 
 def attach(gateway: Gateway) -> None:
     """Load (or create) the tokens, start the HTTP server, stop it on engine shutdown (api.port 0 = off)."""
+    from . import live as live_ws
     from .app import create_app
+    from .history import PowerHistory
+    from .limiter import FailureLimiter
     from .logbuffer import RingLog
     from .notifications import Notifications
     from .routes import ApiContext
@@ -43,7 +46,12 @@ def attach(gateway: Gateway) -> None:
     logging.getLogger().addHandler(ring)
     notes = Notifications()
     gateway.bus.on_event(notes.on_event)  # kept even if the port is busy: cheap, and the bus has no unsubscribe
-    app = create_app(gateway, tokens, context=ApiContext(gateway, logs=ring, notes=notes))
+    history = PowerHistory()  # the dashboard's last hour of power, fed by every snapshot
+    gateway.bus.on_snapshot(history.on_snapshot)
+    gateway.bus.on_event(history.on_event)
+    gateway.services["history"] = history
+    limiter = FailureLimiter()  # one per process: failed logins over HTTP and the WebSocket count together
+    app = create_app(gateway, tokens, limiter=limiter, context=ApiContext(gateway, logs=ring, notes=notes))
     host = str(cfg.get("api.host", "0.0.0.0"))
     try:
         server = ApiServer(app, host, port, threads=int(cfg.get("api.threads", 4))).start()
@@ -53,8 +61,11 @@ def attach(gateway: Gateway) -> None:
         log.error("API not started: cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return
     gateway.services["api"] = server
+    live = live_ws.start(gateway, tokens, limiter, notes, host)
 
     def stop() -> None:
+        if live is not None:
+            live.stop()
         server.stop()
         logging.getLogger().removeHandler(ring)
 
