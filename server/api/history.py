@@ -87,9 +87,10 @@ class PowerHistory:
             ring.last_mono = snap.mono
             if snap.mono < ring.next_due:
                 return
-            # 10 s apart on average whatever the poll interval (polls every 3 s sample at 0, 12, 21, 30 ...),
-            # and never closer than half an interval, also after a silence.
-            ring.next_due = max(ring.next_due + self.interval, snap.mono + self.interval / 2)
+            # 10 s apart on average whatever the poll interval (polls every 3 s sample at 0, 12, 21, 30 ...);
+            # after a silence (or at the first sample) the cadence starts afresh from now.
+            late = snap.mono - ring.next_due
+            ring.next_due = (ring.next_due if late < self.interval else snap.mono) + self.interval
             ring.add(snap.ts, good)
 
     def _new_ring(self, device_id: str, points: tuple[str, ...]) -> Ring:
