@@ -1,0 +1,277 @@
+"""The setup page end to end: headless chromium -> Web Bluetooth shim -> bumble central -> virtual link ->
+GATT peripheral speaking the Ohm channel -> HTTP -> a real `server` gateway -> Modbus simulator.
+
+Each test runs its own asyncio loop holding both Playwright (async API) and bumble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from bumble.link import LocalLink
+
+from modbus_slave.server import Simulator
+from server.api.routes import all_routes
+from tests.client.central import Central
+from tests.client.conftest import ServerApi
+from tests.client.harness import browser_page, make_device, screenshot
+from tests.client.standin_gateway import StandinGateway
+
+pytestmark = pytest.mark.integration
+
+POP = "7K3M9QXR2D"
+WIFI_PASSWORD = "correct horse battery staple"
+TIMEOUT = 20000  # ms for UI waits: generous, other helpers share the 2 cores
+
+
+@dataclass
+class Wifi:
+    """What the gateway's Wi-Fi side was asked (stand-in until the server's Wi-Fi endpoints exist)."""
+
+    joined: list[tuple[str, str]] = field(default_factory=list)
+    owner: list[dict[str, Any]] = field(default_factory=list)
+
+
+def server_paths() -> set[str]:
+    """'METHOD /path' of every route the server offers now."""
+    return {f"{r.method} {r.path}" for r in all_routes()}
+
+
+def standins(wifi: Wifi, scan_delay: float = 0.0) -> dict[str, Any]:
+    """Local answers for endpoints the server does not have yet (each one is dropped once the server has it)."""
+    paths = server_paths()
+
+    async def scan(msg: dict[str, Any]) -> tuple[int, Any]:
+        await asyncio.sleep(scan_delay)
+        return 200, {
+            "networks": [{"ssid": "HomeNet", "signal": 80, "security": "wpa2"}, {"ssid": "Cafe", "signal": 30}]
+        }
+
+    async def join(msg: dict[str, Any]) -> tuple[int, Any]:
+        wifi.joined.append((msg["ssid"], msg["password"]))
+        return 200, {"ssid": msg["ssid"], "ip": "127.0.0.1"}
+
+    async def owner(msg: dict[str, Any]) -> tuple[int, Any]:
+        wifi.owner.append(msg["body"])
+        return 200, {"owner": msg["body"]["owner"]}
+
+    local: dict[str, Any] = {}
+    if "POST /api/wifi/scan" not in paths or scan_delay:
+        local["op:wifi_scan"] = scan
+    if "POST /api/wifi/connect" not in paths:
+        local["op:wifi_connect"] = join
+    if "POST /api/owner/initialize" not in paths:
+        local["POST /api/owner/initialize"] = owner
+    return local
+
+
+@dataclass
+class World:
+    """The BLE side of a test: the gateway's peripheral and the phone's central on one virtual link."""
+
+    gateway: StandinGateway
+    central: Central
+
+
+@contextlib.asynccontextmanager
+async def ble_world(server: ServerApi, local: dict[str, Any], window: bool = True) -> AsyncIterator[World]:
+    """A stand-in gateway peripheral advertising Ohm-1A2B and a central with MTU 185, on a LocalLink."""
+    link = LocalLink()
+    gw = StandinGateway(make_device(link, 0, "Ohm-1A2B"), POP, server.url, server.admin, local=local, window=window)
+    central = Central(make_device(link, 1, "phone"), mtu=185)
+    try:
+        await gw.start()
+        await central.start()
+        yield World(gw, central)
+    finally:
+        await central.stop()
+        await gw.device.power_off()
+        await central.device.power_off()
+
+
+async def find_and_prove(page: Any, code: str) -> None:
+    """Find the gateway and enter `code` on the page."""
+    await page.click("#find-btn")
+    await page.wait_for_selector("#pop-input", state="visible", timeout=TIMEOUT)
+    await page.fill("#pop-input", code)
+    await page.click("#pop-btn")
+
+
+def status_text(page: Any) -> Any:
+    """The status line's text."""
+    return page.text_content("#status")
+
+
+def test_whole_setup_flow(server_api: ServerApi, site_url: str, sim: Simulator) -> None:
+    """Find, PoP, Wi-Fi scan + join, owner, admin token, discovery scan, add device, live values."""
+    wifi = Wifi()
+
+    async def run() -> None:
+        async with ble_world(server_api, standins(wifi)) as world, browser_page(world.central, site_url) as b:
+            page = b.page
+            await screenshot(page, "client-start.png")
+            # Typed as a person might: lower case, with a dash; the page normalises it.
+            await find_and_prove(page, "7k3m9-qxr2d")
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+            assert "Connected to Ohm-1A2B" in await page.text_content("#gateway-name")
+
+            await page.click("#wifi-scan-btn")
+            await page.click("#wifi-list button[data-ssid='HomeNet']", timeout=TIMEOUT)
+            assert await page.input_value("#wifi-ssid") == "HomeNet"
+            await page.fill("#wifi-password", WIFI_PASSWORD)
+            await page.click("#wifi-join-btn")
+            await page.wait_for_selector("#wifi-result", state="visible", timeout=TIMEOUT)
+            assert "Joined HomeNet" in await page.text_content("#wifi-result")
+            assert await page.input_value("#wifi-password") == ""
+
+            await page.fill("#owner-input", "ada@example.org")
+            await page.fill("#owner-name", "Garage")
+            await page.click("#owner-btn")
+            await page.wait_for_selector("#owner-result", state="visible", timeout=TIMEOUT)
+
+            await page.click("#pair-btn")
+            await page.wait_for_selector("#token-box", state="visible", timeout=TIMEOUT)
+            assert await page.text_content("#token-value") == server_api.admin
+            await page.click("#copy-btn")
+            await page.wait_for_function("document.getElementById('status').textContent.includes('copied')")
+            assert await page.evaluate("navigator.clipboard.readText()") == server_api.admin
+
+            await page.fill("#scan-hosts", "127.0.0.1")
+            await page.fill("#scan-ports", str(sim.port))
+            await page.click("#scan-btn")
+            add = page.locator("#scan-found button", has_text="Add")
+            await add.first.wait_for(timeout=TIMEOUT)
+            await page.wait_for_selector("#scan-progress:has-text('Search done')", timeout=TIMEOUT)
+            await screenshot(page, "client-scan.png")
+            await add.first.click()
+
+            # Live values: a row with a number arrives, and the read time moves on (polled every second).
+            await page.wait_for_selector("#live-table tbody tr", timeout=TIMEOUT)
+            first = await page.text_content("#live-state")
+            await page.wait_for_function(
+                "(t) => document.getElementById('live-state').textContent !== t", arg=first, timeout=TIMEOUT
+            )
+            await screenshot(page, "client-flow.png")
+            rows = await page.eval_on_selector_all(
+                "#live-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+            )
+            assert any(float(v) != 0 for _, v, _ in rows if v.replace(".", "", 1).lstrip("-").isdigit()), rows
+            assert not [c for c in b.console if c.startswith("pageerror")], b.console
+
+            # The device really was added on the server, with what discovery found.
+            devs = server_api.gateway.services["devices"].list()
+            assert [(d["profile"], d["port"]) for d in devs] == [("sma", sim.port)], devs
+
+            # What crossed the air: every write fits one ATT write at MTU 185, nothing secret in clear.
+            air = world.central.air
+            assert world.central.writes_over == []
+            assert max(len(raw) for kind, raw in air if kind == "write") <= 182
+            assert sum(1 for kind, _ in air if kind == "notify") > 10  # replies were chunked to the MTU
+            blob = b"".join(raw for _, raw in air)
+            for secret in (WIFI_PASSWORD.encode(), server_api.admin.encode(), POP.encode()):
+                assert secret not in blob
+                assert base64.b64encode(secret)[:16] not in blob
+            # ... and the gateway side opened exactly what the page sent.
+            joined = [m for m in world.gateway.requests if m.get("op") == "wifi_connect"]
+            assert [(m["ssid"], m["password"]) for m in joined] == [("HomeNet", WIFI_PASSWORD)]
+
+    asyncio.run(run())
+
+
+def test_wrong_pop_is_explained(server_api: ServerApi, site_url: str) -> None:
+    """A code that does not match the label: clear message, nothing unlocked, a retry with the right code works."""
+
+    async def run() -> None:
+        async with ble_world(server_api, {}) as world, browser_page(world.central, site_url) as b:
+            page = b.page
+            await find_and_prove(page, "0000000000")
+            await page.wait_for_selector("#status.error", timeout=TIMEOUT)
+            assert "does not match" in await status_text(page)
+            assert await page.is_hidden("#wifi")
+            await screenshot(page, "client-wrong-pop.png")
+            assert world.gateway.requests == []
+            await page.fill("#pop-input", POP)
+            await page.click("#pop-btn")
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+
+    asyncio.run(run())
+
+
+def test_malformed_code_is_refused_on_the_page(server_api: ServerApi, site_url: str) -> None:
+    """A code of the wrong length never reaches the gateway."""
+
+    async def run() -> None:
+        async with ble_world(server_api, {}) as world, browser_page(world.central, site_url) as b:
+            await find_and_prove(b.page, "12345")
+            await b.page.wait_for_selector("#status.error", timeout=TIMEOUT)
+            assert "10 letters and digits" in await status_text(b.page)
+            assert not [raw for kind, raw in world.central.air if kind == "write"]
+
+    asyncio.run(run())
+
+
+def test_closed_window_and_cancelled_chooser(server_api: ServerApi, site_url: str) -> None:
+    """Window closed: say how to open it. Chooser closed without a pick: say so."""
+
+    async def run() -> None:
+        async with ble_world(server_api, {}, window=False) as world, browser_page(world.central, site_url) as b:
+            page = b.page
+            world.central.cancel_chooser = True
+            await page.click("#find-btn")
+            await page.wait_for_selector("#status.error", timeout=TIMEOUT)
+            assert "No gateway was chosen" in await status_text(page)
+            world.central.cancel_chooser = False
+            await find_and_prove(page, POP)
+            await page.wait_for_function(
+                "document.getElementById('status').textContent.includes('setup window is closed')", timeout=TIMEOUT
+            )
+            assert await page.is_hidden("#wifi")
+
+    asyncio.run(run())
+
+
+def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
+    """The gateway drops the link while a Wi-Fi scan is running: the page says so and offers to find it again."""
+
+    async def run() -> None:
+        local = standins(Wifi(), scan_delay=30.0)
+        async with ble_world(server_api, local) as world, browser_page(world.central, site_url) as b:
+            page = b.page
+            await find_and_prove(page, POP)
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+            await page.click("#wifi-scan-btn")
+            await page.wait_for_function(
+                "document.getElementById('status').textContent.includes('Scanning')", timeout=TIMEOUT
+            )
+            for conn in list(world.gateway.device.connections.values()):
+                await conn.disconnect()
+            await page.wait_for_function(
+                "document.getElementById('status').textContent.includes('disconnected')", timeout=TIMEOUT
+            )
+            assert await page.is_hidden("#wifi")
+            assert await page.is_visible("#find-btn")
+            await screenshot(page, "client-disconnected.png")
+
+    asyncio.run(run())
+
+
+def test_no_web_bluetooth_points_elsewhere(site_url: str) -> None:
+    """Without navigator.bluetooth (iOS Safari, Firefox): explain, point to Chrome/Edge or an Improv app."""
+
+    async def run() -> None:
+        async with browser_page(None, site_url) as b:
+            page = b.page
+            assert await page.is_visible("#unsupported")
+            assert await page.is_hidden("#find")
+            text = await page.text_content("#unsupported")
+            for words in ("iPhone", "Firefox", "Chrome", "Edge", "Android", "Improv"):
+                assert words in text
+            await screenshot(page, "client-unsupported.png")
+
+    asyncio.run(run())
