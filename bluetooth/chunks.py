@@ -93,8 +93,9 @@ class Reassembler:
             self.reset()
             return Assembled(req, status=400, error="bad_chunk", detail="a chunk of another request mid-message")
         elif idx != self._next:
+            due = self._next
             self.reset()
-            return Assembled(req, status=400, error="bad_chunk", detail=f"chunk {idx} where {self._next} was due")
+            return Assembled(req, status=400, error="bad_chunk", detail=f"chunk {idx} where {due} was due")
         self._size += len(chunk) - HEADER
         if self._size > self.max_message:
             self.reset()
