@@ -29,6 +29,7 @@ class Demo:
         self.consumer: Any = None
         self.store: Any = None
         self.api_port = 0
+        self.ws_port = 0
 
     def start(self) -> dict[str, Any]:
         """Start everything; returns the settings the gateway needs to use it."""
@@ -51,10 +52,12 @@ class Demo:
             store.close()
         # The demo's API listens on loopback only, on a free port.
         self.api_port = free_port()
+        self.ws_port = free_port()  # the dashboard's live WebSocket
         overrides: dict[str, Any] = {
             "telemetry.batch_interval": 2.0,
             "api.host": "127.0.0.1",
             "api.port": self.api_port,
+            "api.ws_port": self.ws_port,
         }
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             print("[demo] mosquitto is not installed (make sysdeps): readings stay in the outbox, nothing is uploaded")
@@ -77,7 +80,8 @@ class Demo:
         return (
             f"[demo] simulated devices: {sims}; {broker}; consumer stores into {self.data_dir / 'consumer.sqlite'}\n"
             f"[demo] local API: http://127.0.0.1:{self.api_port}/api/hello (API docs: "
-            f"http://127.0.0.1:{self.api_port}/api/openapi.json; tokens in {tokens})"
+            f"http://127.0.0.1:{self.api_port}/api/openapi.json; tokens in {tokens})\n"
+            f"[demo] dashboard: http://127.0.0.1:{self.api_port}/ (paste the read or admin token from {tokens})"
         )
 
     def report(self, gateway: Any) -> str:

@@ -16,6 +16,7 @@
   let retryTimer = null;
   let watchdog = null;
   let lastFrameAt = 0;
+  let everLive = false; // some frame arrived: old values are on screen
   let interval = 1;
   let seen = { actions: null, notes: null };
   let historyTimer = null;
@@ -75,15 +76,20 @@
     return Math.round(s / 3600) + " h ago";
   }
 
-  function setConn(state, text) {
+  let downSince = null;
+
+  function setConn(state, detail) {
     const badge = $("conn");
     badge.className = "badge " + state;
-    badge.textContent = text || state;
+    badge.textContent = state; // always the plain word: "live", "connecting" or "disconnected"
     const banner = $("banner");
     if (state === "disconnected" && token) {
+      downSince = downSince || new Date();
+      const shown = everLive ? "; the values below are from " + downSince.toLocaleTimeString() : "";
       banner.hidden = false;
-      banner.textContent = "Disconnected from the gateway" + (text && text !== state ? ": " + text : "");
+      banner.textContent = "Disconnected from the gateway" + shown + (detail ? " (" + detail + ")" : "");
     } else {
+      if (state === "live") downSince = null;
       banner.hidden = true;
     }
     document.body.dataset.conn = state;
@@ -173,6 +179,7 @@
       }
       if (frame.type !== "frame") return;
       attempt = 0;
+      everLive = true;
       lastFrameAt = Date.now();
       interval = frame.interval_s || 1;
       setConn("live");
