@@ -28,6 +28,9 @@ def default_services() -> list[Attach]:
     from server.uplink.service import attach as uplink
 
     services += [identity, outbox, telemetry, uplink]
+    from server.control import attach as control  # control actions (issue 10): needs devices and audit
+
+    services.append(control)
     from server.api import attach as api  # local REST API (issue 5): last, so it sees every service
 
     services.append(api)
