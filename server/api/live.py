@@ -33,6 +33,7 @@ CLOSE_LIMITED = 4429  # too many failed logins from this address (like HTTP 429)
 CLOSE_BUSY = 1013  # "try again later": the client cap is reached
 STALE_FACTOR = 3  # a reading older than 3 poll intervals (+ STALE_GRACE s) is stale
 STALE_GRACE = 5.0
+ACTION_IDS = 20  # ids of the newest actions in a frame (what the page lists); their text comes from /api/actions
 
 
 def _num(value: Any) -> Any:
@@ -77,8 +78,8 @@ class FrameBuilder:
         if audit is not self._audit:  # subscribe lazily: the audit service may attach after us, or not at all
             self._audit = audit
             audit.on_record(self._on_action)
-        newest = audit.recent(1)
-        return {"rev": self._actions_rev, "newest": newest[0]["id"] if newest else None, "count": len(audit)}
+        ids = [a["id"] for a in audit.recent(ACTION_IDS)]
+        return {"rev": self._actions_rev, "newest": ids[0] if ids else None, "ids": ids, "count": len(audit)}
 
     def _notifications(self) -> dict[str, Any] | None:
         if self.notes is None:

@@ -115,9 +115,9 @@ def test_actions_and_notifications_revisions_change_when_they_do(gateway: Gatewa
     assert builder.build()["actions"] is None  # no audit service: tolerated
     audit = AuditLog()
     gateway.services["audit"] = audit
-    assert builder.build()["actions"] == {"rev": 0, "newest": None, "count": 0}
+    assert builder.build()["actions"] == {"rev": 0, "newest": None, "ids": [], "count": 0}
     first = audit.record("admin@127.0.0.1", "PATCH /api/devices/inv", "ok")
-    assert builder.build()["actions"] == {"rev": 1, "newest": first.id, "count": 1}
+    assert builder.build()["actions"] == {"rev": 1, "newest": first.id, "ids": [first.id], "count": 1}
     audit.update(first.id, revert="limit back to 100 %")  # same newest id, new revision: the page refetches
     assert builder.build()["actions"]["rev"] == 2
     assert builder.build()["notifications"] == {"count": 0, "newest": None}

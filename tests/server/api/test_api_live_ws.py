@@ -126,7 +126,7 @@ def test_frames_at_1hz_with_changing_values(tmp_path: Path) -> None:
             assert card["points"]["pv.power_w"]["u"] == "W" and card["points"]["pv.power_w"]["q"] == "ok"
             powers = {f["devices"][0]["points"]["pv.power_w"]["v"] for f in frames}
             assert len(powers) >= 2, powers  # live values move
-            assert frames[-1]["actions"] == {"rev": 0, "newest": None, "count": 0}
+            assert frames[-1]["actions"] == {"rev": 0, "newest": None, "ids": [], "count": 0}
             # An action shows up as a new revision in the next frames (the page then fetches /api/actions).
             lg.gateway.services["audit"].record("admin@127.0.0.1", "PATCH /api/devices/inv", "ok")
             newest = wait_for(lambda: frame(ws)["actions"]["newest"], 5)
