@@ -18,7 +18,7 @@ from typing import Any
 from server.bus import Bus, DeviceEvent, Point, Quality, Snapshot
 from server.engine import Engine, Outcome, Task, TaskClass
 
-from . import sunspec
+from . import meters, sunspec
 from .codec import decode
 from .plan import Read, plan_profile
 from .profile import Profile
@@ -47,6 +47,7 @@ class Health:
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return {
+            **self.extra,
             "online": self.online,
             "state": self.state,
             "polls": self.polls,
@@ -87,8 +88,11 @@ class Poller:
         self.backoff_cap = backoff_cap
         self._rng = rng or random.Random()
         self.health = Health()
-        self._resolved: Profile | None = None if profile.sunspec else profile
-        self._reads: list[Read] = plan_profile(profile) if not profile.sunspec else []
+        # Meters (P1, HomeWizard, Envoy) fetch one document per poll instead of planned register reads.
+        self._meter = profile if isinstance(profile, meters.MeterProfile) else None
+        self._meter_points: dict[str, Point] = {}
+        self._resolved: Profile | None = None if profile.sunspec or self._meter else profile
+        self._reads: list[Read] = plan_profile(profile) if not (profile.sunspec or self._meter) else []
         self._task = Task(self._tick, kind="devices.poll", name=f"devices.poll.{device_id}", cls=TaskClass.HARVEST)
         self._next_due: float | None = None
         self._in_flight = False
@@ -124,12 +128,39 @@ class Poller:
         self._started = now
         self._poll_regs: dict[tuple[int, int], int] = {}
         self._poll_error: BaseException | None = None
+        if self._meter is not None:
+            self.engine.offload(
+                self._meter_job, self._meter_done, kind="devices.meter", cls=TaskClass.HARVEST, lane=self.endpoint.lane
+            )
+            return
         if self._resolved is None:
             self.engine.offload(self._sunspec_job, self._sunspec_done, kind="devices.sunspec", lane=self.endpoint.lane)
             return
         self._submit_reads()
 
     # ---- reading (jobs run on the endpoint's lane, in a worker) ---------------------------
+
+    def _meter_job(self) -> dict[str, Point]:
+        assert self._meter is not None
+        try:
+            document = self.endpoint.ensure(self.unit).fetch()  # type: ignore[attr-defined]
+        except DeviceIOError:
+            self.endpoint.reset()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other client failure is a link failure too
+            self.endpoint.reset()
+            raise DeviceIOError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if self.endpoint.link.transport.startswith("p1_"):
+                from .p1_transport import rejected
+
+                self.health.extra["rejected_telegrams"] = rejected(self.endpoint.link.key)
+        return meters.decode(self._meter, document)
+
+    def _meter_done(self, outcome: Outcome[dict[str, Point]]) -> None:
+        if outcome.ok:
+            self._meter_points = outcome.value or {}
+        self._finish(error=None if outcome.ok else outcome.error)
 
     def _sunspec_job(self) -> dict[int, int]:
         def read(address: int, count: int) -> list[int]:
@@ -209,7 +240,10 @@ class Poller:
         if self._stopped:
             return
         if error is None:
-            points = decode(self._resolved, self._poll_regs) if self._resolved else {}
+            if self._meter is not None:
+                points = self._meter_points
+            else:
+                points = decode(self._resolved, self._poll_regs) if self._resolved else {}
             self._last_points = dict(points)
             snap = Snapshot(self.device_id, wall, now, True, points, self.profile.key)
             was = h.state

@@ -17,6 +17,7 @@ from server.bus import Bus, DeviceEvent, Snapshot
 from server.engine import Engine, Outcome, TaskClass
 
 from .codec import pack, unpack
+from .meters import MeterProfile, is_meter_profile, load_any_profile
 from .poller import Poller
 from .profile import TYPES, Profile, load_profile
 from .store import DeviceConfig, DeviceConfigError, DeviceStore
@@ -117,7 +118,7 @@ class DeviceService:
             old = self.get(device_id)
             if "id" in changes and changes["id"] != device_id:
                 raise DeviceConfigError("id: cannot be changed; remove and add instead")
-            cfg = DeviceConfig.from_dict({**old.as_dict(), **dict(changes)})
+            cfg = DeviceConfig.from_dict({**old.as_dict(secrets=True), **dict(changes)})
             self._halt(device_id)
             self._run(cfg)
         self._persist(lambda s: s.put(cfg), then)
@@ -169,6 +170,7 @@ class DeviceService:
         words: str = "big",
     ) -> None:
         """Read registers (fc 3 or 4); `then` gets {"registers": [...], "value": decoded or None}."""
+        self._modbus_only(device_id)
         if fc not in (3, 4):
             raise WriteRejected("fc: raw reads use function code 3 (holding) or 4 (input)")
         if not 0 <= address <= 65535 or not 1 <= count <= 125 or address + count > 65536:
@@ -196,6 +198,7 @@ class DeviceService:
         fc: int | None = None,
     ) -> None:
         """Write a writable point of the device's profile, by value or raw registers; bad writes raise."""
+        self._modbus_only(device_id)
         profile = load_profile(self.get(device_id).profile)
         spec = profile.writable_point(address)
         if spec is None:
@@ -224,6 +227,10 @@ class DeviceService:
             return {"point": spec.name, "value": value, "registers": regs}
 
         self.engine.offload(job, then, kind="devices.raw_write", cls=TaskClass.CONTROL, lane=endpoint.lane)
+
+    def _modbus_only(self, device_id: str) -> None:
+        if is_meter_profile(self.get(device_id).profile):
+            raise WriteRejected(f"device {device_id!r} is a meter without Modbus registers (read its readings instead)")
 
     @staticmethod
     def _on_link(endpoint: Endpoint, fn: Callable[[Any], Any], unit: int) -> Any:
@@ -268,7 +275,7 @@ class DeviceService:
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _link(self, cfg: DeviceConfig, profile: Profile) -> Link:
+    def _link(self, cfg: DeviceConfig, profile: Profile | MeterProfile) -> Link:
         q = profile.quirks
         return Link(
             transport=cfg.transport or q.transport,
@@ -281,6 +288,7 @@ class DeviceService:
             logger_serial=cfg.logger_serial,
             timeout=self.timeout if self.timeout is not None else q.timeout,
             connect_delay=q.connect_delay,
+            secret=cfg.token,
         )
 
     def _run(self, cfg: DeviceConfig) -> None:
@@ -288,11 +296,12 @@ class DeviceService:
             self._configs[cfg.id] = cfg
             if not cfg.enabled:
                 return
-            profile = load_profile(cfg.profile)
+            profile = load_any_profile(cfg.profile)
             link = self._link(cfg, profile)
             endpoint = self._endpoints.get(link.key)
             if endpoint is None:
-                lane = self.engine.lane(f"modbus.{link.key}", gap=profile.quirks.request_gap)
+                kind = "meter" if isinstance(profile, MeterProfile) else "modbus"
+                lane = self.engine.lane(f"{kind}.{link.key}", gap=profile.quirks.request_gap)
                 endpoint = self._endpoints[link.key] = Endpoint(link, lane)
             endpoint.users += 1
             unit = cfg.unit_id if cfg.unit_id >= 0 else profile.quirks.unit_id

@@ -5,18 +5,22 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .meters import METER_TRANSPORTS, is_meter_profile, load_meter_profile, meter_profile_names
 from .profile import ProfileError, load_profile
 
 log = logging.getLogger("ohm.devices")
 
-TRANSPORTS = ("tcp", "rtu", "solarman")
+TRANSPORTS = ("tcp", "rtu", "solarman", *METER_TRANSPORTS)
+HOST_TRANSPORTS = ("tcp", "solarman", "p1_tcp", "homewizard", "envoy")
+MAX_TOKEN = 4096  # Enphase tokens are JWTs of about 400-900 characters
 
 
 class DeviceConfigError(ValueError):
@@ -40,10 +44,12 @@ class DeviceConfig:
     interval: float = 10.0
     name: str = ""
     enabled: bool = True
+    token: str = field(default="", repr=False)  # Envoy owner token: a secret, never in as_dict() or a repr
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceConfig:
         """Build and validate from plain data (API bodies, stored rows)."""
+        data = {k: v for k, v in data.items() if k != "token_set"}  # read-only, from as_dict()
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -64,17 +70,27 @@ class DeviceConfig:
                 raise DeviceConfigError(f"{name}: must be {_TYPE_WORDS[expected]}, got {type(value).__name__}")
         if not self.id or not all(c.isalnum() or c in "-_." for c in self.id) or len(self.id) > 64:
             raise DeviceConfigError("id: use 1-64 letters, digits, '-', '_' or '.'")
+        meter = is_meter_profile(self.profile)
         try:
-            profile = load_profile(self.profile)
+            profile = load_meter_profile(self.profile) if meter else load_profile(self.profile)
         except ProfileError as exc:
             raise DeviceConfigError(f"profile: {exc}") from None
         transport = self.transport or profile.quirks.transport
         if transport not in TRANSPORTS:
             raise DeviceConfigError(f"transport: must be one of {', '.join(TRANSPORTS)}")
-        if transport in ("tcp", "solarman") and not self.host:
-            raise DeviceConfigError("host: required for TCP and Solarman devices")
-        if transport == "rtu" and not self.device:
-            raise DeviceConfigError("device: the serial port path is required for RTU")
+        if meter and transport not in profile.transports:
+            raise DeviceConfigError(f"transport: {self.profile} devices use {', '.join(profile.transports)}")
+        if not meter and transport in METER_TRANSPORTS:
+            known = ", ".join(meter_profile_names())
+            raise DeviceConfigError(f"transport: {transport} needs a meter profile ({known})")
+        if transport in HOST_TRANSPORTS and not self.host:
+            raise DeviceConfigError(f"host: required for {transport} devices")
+        if transport in ("rtu", "p1_serial") and not self.device:
+            raise DeviceConfigError(f"device: the serial port path is required for {transport}")
+        if self.token and transport != "envoy":
+            raise DeviceConfigError("token: only Envoy devices take a token")
+        if len(self.token) > MAX_TOKEN or not self.token.isprintable() or " " in self.token:
+            raise DeviceConfigError(f"token: at most {MAX_TOKEN} printable characters without spaces")
         if not 0 <= self.port <= 65535:
             raise DeviceConfigError("port: must be 1-65535")
         if not -1 <= self.unit_id <= 255:
@@ -84,9 +100,12 @@ class DeviceConfig:
         if transport == "solarman" and not self.logger_serial:
             raise DeviceConfigError("logger_serial: the Solarman logger's serial number is required")
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return asdict(self)
+    def as_dict(self, *, secrets: bool = False) -> dict[str, Any]:
+        """Plain data for JSON; the token only with `secrets` (the store), else just whether one is set."""
+        data = asdict(self)
+        if not secrets:
+            data["token_set"] = bool(data.pop("token"))
+        return data
 
 
 class DeviceStore:
@@ -95,6 +114,12 @@ class DeviceStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The list may hold device tokens: owner-only, set before SQLite opens it (its -wal/-shm copy the mode).
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p == path:
+                p.touch(mode=0o600, exist_ok=True)
+            if p.exists():
+                os.chmod(p, 0o600)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -116,9 +141,8 @@ class DeviceStore:
     def put(self, cfg: DeviceConfig) -> None:
         """Insert or replace one device (one transaction)."""
         with self._lock:  # a single statement in autocommit mode is its own atomic transaction
-            self._db.execute(
-                "INSERT OR REPLACE INTO devices (id, config) VALUES (?, ?)", (cfg.id, json.dumps(cfg.as_dict()))
-            )
+            row = (cfg.id, json.dumps(cfg.as_dict(secrets=True)))
+            self._db.execute("INSERT OR REPLACE INTO devices (id, config) VALUES (?, ?)", row)
 
     def delete(self, device_id: str) -> None:
         """Remove one device (one transaction)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger("ohm.devices.transport")
@@ -46,7 +46,7 @@ EXCEPTION_NAMES = {
 class Link:
     """How to reach a bus: the key of its endpoint (and lane) plus connection settings."""
 
-    transport: str  # tcp, rtu, solarman
+    transport: str  # tcp, rtu, solarman; meters: p1_serial, p1_tcp, homewizard, envoy
     host: str = ""
     port: int = 502
     device: str = ""  # serial device path for RTU
@@ -56,12 +56,13 @@ class Link:
     logger_serial: int = 0  # Solarman V5 logger stick serial number
     timeout: float = 2.0
     connect_delay: float = 0.0
+    secret: str = field(default="", repr=False, compare=False)  # Envoy token: never in a repr or a log line
 
     @property
     def key(self) -> str:
         """One endpoint (and lane) per bus: a TCP endpoint, a serial line, or a logger stick."""
-        if self.transport == "rtu":
-            return f"rtu:{self.device}"
+        if self.transport in ("rtu", "p1_serial"):
+            return f"{self.transport}:{self.device}"
         if self.transport == "solarman":
             return f"solarman:{self.host}:{self.port}:{self.logger_serial}"
         return f"{self.transport}:{self.host}:{self.port}"
@@ -197,6 +198,14 @@ def _short(exc: BaseException) -> str:
 
 def open_client(link: Link, unit: int = 1) -> Client:
     """Connect a client for `link` (blocking; call in a worker)."""
+    if link.transport in ("p1_serial", "p1_tcp"):
+        from .p1_transport import P1Client
+
+        return P1Client(link)
+    if link.transport in ("homewizard", "envoy"):
+        from .http_meters import EnvoyClient, HomeWizardClient
+
+        return HomeWizardClient(link) if link.transport == "homewizard" else EnvoyClient(link)
     if link.transport == "solarman":
         client: Client = SolarmanClient(link, unit)
     else:
