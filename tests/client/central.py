@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bumble.core import UUID, AdvertisingData
@@ -22,8 +22,15 @@ Notify = Callable[[str, list[Any]], Awaitable[Any]]
 class Central:
     """Scans, connects, discovers, reads, writes and subscribes for the page; MTU as a phone would negotiate."""
 
-    def __init__(self, device: Device, mtu: int = 185, scan_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        device: Device,
+        mtu: int = 185,
+        scan_timeout: float = 5.0,
+        ble_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.device = device
+        self.ble_loop = ble_loop  # the loop bumble's link lives on, when it is not the page's (a service's thread)
         self.mtu = mtu
         self.scan_timeout = scan_timeout
         self.cancel_chooser = False  # the person closes the chooser without picking
@@ -35,27 +42,39 @@ class Central:
         self.writes_over: list[int] = []
         self._events: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Power on and start the pump that delivers notifications to the page in order."""
-        await self.device.power_on()
-        self._pump = asyncio.get_running_loop().create_task(self._deliver())
+        self._loop = asyncio.get_running_loop()
+        await self.on_ble(self.device.power_on())
+        self._pump = self._loop.create_task(self._deliver())
 
     async def stop(self) -> None:
         """Disconnect every peer and stop the pump."""
-        for peer in list(self.peers.values()):
-            try:
-                await peer.connection.disconnect()
-            except Exception:  # noqa: BLE001 - already gone is fine at teardown
-                pass
+
+        async def drop() -> None:
+            for peer in list(self.peers.values()):
+                try:
+                    await peer.connection.disconnect()
+                except Exception:  # noqa: BLE001 - already gone is fine at teardown
+                    pass
+
+        await self.on_ble(drop())
         if self._pump:
             self._pump.cancel()
+
+    async def on_ble(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coro` on bumble's loop (this one, or the service's thread) and await its result here."""
+        if self.ble_loop is None:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.ble_loop))
 
     async def handle(self, text: str) -> str:
         """One shim call -> JSON reply."""
         call = json.loads(text)
         try:
-            value = await getattr(self, "op_" + call.pop("op"))(**call)
+            value = await self.on_ble(getattr(self, "op_" + call.pop("op"))(**call))
         except DomError as err:
             return json.dumps({"error": err.name, "message": str(err)})
         except Exception as err:  # noqa: BLE001 - anything the stack raises is a NetworkError to the page
@@ -139,7 +158,7 @@ class Central:
 
         def on_value(value: bytes) -> None:
             self.air.append(("notify", bytes(value)))
-            self._events.put_nowait(("__ohmNotify", [char, base64.b64encode(bytes(value)).decode()]))
+            self._post("__ohmNotify", [char, base64.b64encode(bytes(value)).decode()])
 
         await self._peer(device).subscribe(c, on_value)
 
@@ -158,7 +177,12 @@ class Central:
 
     def _gone(self, device: str) -> None:
         self.peers.pop(device, None)
-        self._events.put_nowait(("__ohmDisconnected", [device]))
+        self._post("__ohmDisconnected", [device])
+
+    def _post(self, fn: str, args: list[Any]) -> None:
+        # Called on bumble's loop; the pump lives on the page's loop.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._events.put_nowait, (fn, args))
 
     async def _deliver(self) -> None:
         while True:

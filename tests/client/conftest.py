@@ -40,6 +40,7 @@ def server_api(tmp_path: Path) -> Iterator[ServerApi]:
         "identity.backend": "software",
         "api.host": "127.0.0.1",
         "api.port": port,
+        "api.ws_port": 0,  # no dashboard WebSocket: its default port is fixed
     }
     gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, api])
     try:

@@ -10,17 +10,21 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from bumble.link import LocalLink
 
+from bluetooth.backends.bumble_backend import BumbleBackend
+from bluetooth.config import load as load_ble
+from bluetooth.pop import load_or_create as load_pop
+from bluetooth.service import BleService
 from modbus_slave.server import Simulator
-from server.api.routes import all_routes
 from tests.client.central import Central
 from tests.client.conftest import ServerApi
 from tests.client.harness import browser_page, make_device, screenshot
+from tests.client.standin_api import Standins, standin_api
 from tests.client.standin_gateway import StandinGateway
 
 pytestmark = pytest.mark.integration
@@ -30,45 +34,10 @@ WIFI_PASSWORD = "correct horse battery staple"
 TIMEOUT = 20000  # ms for UI waits: generous, other helpers share the 2 cores
 
 
-@dataclass
-class Wifi:
-    """What the gateway's Wi-Fi side was asked (stand-in until the server's Wi-Fi endpoints exist)."""
-
-    joined: list[tuple[str, str]] = field(default_factory=list)
-    owner: list[dict[str, Any]] = field(default_factory=list)
-
-
-def server_paths() -> set[str]:
-    """'METHOD /path' of every route the server offers now."""
-    return {f"{r.method} {r.path}" for r in all_routes()}
-
-
-def standins(wifi: Wifi, scan_delay: float = 0.0) -> dict[str, Any]:
-    """Local answers for endpoints the server does not have yet (each one is dropped once the server has it)."""
-    paths = server_paths()
-
-    async def scan(msg: dict[str, Any]) -> tuple[int, Any]:
-        await asyncio.sleep(scan_delay)
-        return 200, {
-            "networks": [{"ssid": "HomeNet", "signal": 80, "security": "wpa2"}, {"ssid": "Cafe", "signal": 30}]
-        }
-
-    async def join(msg: dict[str, Any]) -> tuple[int, Any]:
-        wifi.joined.append((msg["ssid"], msg["password"]))
-        return 200, {"ssid": msg["ssid"], "ip": "127.0.0.1"}
-
-    async def owner(msg: dict[str, Any]) -> tuple[int, Any]:
-        wifi.owner.append(msg["body"])
-        return 200, {"owner": msg["body"]["owner"]}
-
-    local: dict[str, Any] = {}
-    if "POST /api/wifi/scan" not in paths or scan_delay:
-        local["op:wifi_scan"] = scan
-    if "POST /api/wifi/connect" not in paths:
-        local["op:wifi_connect"] = join
-    if "POST /api/owner/initialize" not in paths:
-        local["POST /api/owner/initialize"] = owner
-    return local
+async def slow_wifi_scan(msg: dict[str, Any]) -> tuple[int, Any]:
+    """A Wi-Fi scan that takes long enough for the link to drop meanwhile."""
+    await asyncio.sleep(30)
+    return 200, {"networks": []}
 
 
 @dataclass
@@ -79,8 +48,54 @@ class World:
     central: Central
 
 
+@dataclass
+class ServiceWorld:
+    """The real BLE service (bluetooth/) on a virtual link, the phone's central, the PoP and the API stand-ins."""
+
+    service: BleService
+    central: Central
+    pop: str
+    standins: Standins
+
+
 @contextlib.asynccontextmanager
-async def ble_world(server: ServerApi, local: dict[str, Any], window: bool = True) -> AsyncIterator[World]:
+async def service_world(server: ServerApi) -> AsyncIterator[ServiceWorld]:
+    """bluetooth's BleService (bumble backend on a LocalLink) forwarding to the real server; a central with MTU 185."""
+    standins = Standins()
+    with standin_api(server.url, standins, server.gateway.services or {}) as url:
+        link = LocalLink()
+        cfg = load_ble(env={}, data_dir=server.gateway.data_dir, server_url=url, poll_interval=0.2)
+        service = BleService(cfg, BumbleBackend(link=link, advertising_interval=20.0))
+        central: Central | None = None
+        try:
+            await asyncio.to_thread(service.start)
+            await until(lambda: service.window.state.open)
+
+            async def phone() -> Any:  # bumble objects are made on the loop that runs the link
+                return make_device(link, 1, "phone")
+
+            device = await asyncio.wrap_future(service.aio.run(phone()))
+            central = Central(device, mtu=185, ble_loop=service.aio.loop)
+            await central.start()
+            yield ServiceWorld(service, central, load_pop(server.gateway.data_dir)[0], standins)
+        finally:
+            if central is not None:
+                await central.stop()
+            await asyncio.to_thread(service.stop)
+
+
+async def until(cond: Any, timeout: float = 10.0) -> None:
+    """Wait (without blocking the loop) until cond() is true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def standin_world(server: ServerApi, local: dict[str, Any], window: bool = True) -> AsyncIterator[World]:
     """A stand-in gateway peripheral advertising Ohm-1A2B and a central with MTU 185, on a LocalLink."""
     link = LocalLink()
     gw = StandinGateway(make_device(link, 0, "Ohm-1A2B"), POP, server.url, server.admin, local=local, window=window)
@@ -109,17 +124,17 @@ def status_text(page: Any) -> Any:
 
 
 def test_whole_setup_flow(server_api: ServerApi, site_url: str, sim: Simulator) -> None:
-    """Find, PoP, Wi-Fi scan + join, owner, admin token, discovery scan, add device, live values."""
-    wifi = Wifi()
+    """Against the real BLE service and server: find, PoP, Wi-Fi scan + join, owner, admin token, discovery scan,
+    add device, live values."""
 
     async def run() -> None:
-        async with ble_world(server_api, standins(wifi)) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api) as world, browser_page(world.central, site_url) as b:
             page = b.page
             await screenshot(page, "client-start.png")
             # Typed as a person might: lower case, with a dash; the page normalises it.
-            await find_and_prove(page, "7k3m9-qxr2d")
+            await find_and_prove(page, f"{world.pop[:5]}-{world.pop[5:]}".lower())
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
-            assert "Connected to Ohm-1A2B" in await page.text_content("#gateway-name")
+            assert f"Connected to {world.service.name}" in await page.text_content("#gateway-name")
 
             await page.click("#wifi-scan-btn")
             await page.click("#wifi-list button[data-ssid='HomeNet']", timeout=TIMEOUT)
@@ -174,12 +189,14 @@ def test_whole_setup_flow(server_api: ServerApi, site_url: str, sim: Simulator) 
             assert max(len(raw) for kind, raw in air if kind == "write") <= 182
             assert sum(1 for kind, _ in air if kind == "notify") > 10  # replies were chunked to the MTU
             blob = b"".join(raw for _, raw in air)
-            for secret in (WIFI_PASSWORD.encode(), server_api.admin.encode(), POP.encode()):
+            for secret in (WIFI_PASSWORD.encode(), server_api.admin.encode(), world.pop.encode()):
                 assert secret not in blob
                 assert base64.b64encode(secret)[:16] not in blob
-            # ... and the gateway side opened exactly what the page sent.
-            joined = [m for m in world.gateway.requests if m.get("op") == "wifi_connect"]
-            assert [(m["ssid"], m["password"]) for m in joined] == [("HomeNet", WIFI_PASSWORD)]
+            # ... and the gateway side opened exactly what the page sent (checked where a stand-in answered).
+            if "POST /api/wifi/connect" in world.standins.answered:
+                assert world.standins.joined == [("HomeNet", WIFI_PASSWORD)]
+            if "POST /api/owner/initialize" in world.standins.answered:
+                assert world.standins.owner == [{"owner": "ada@example.org", "name": "Garage"}]
 
     asyncio.run(run())
 
@@ -188,15 +205,14 @@ def test_wrong_pop_is_explained(server_api: ServerApi, site_url: str) -> None:
     """A code that does not match the label: clear message, nothing unlocked, a retry with the right code works."""
 
     async def run() -> None:
-        async with ble_world(server_api, {}) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api) as world, browser_page(world.central, site_url) as b:
             page = b.page
             await find_and_prove(page, "0000000000")
             await page.wait_for_selector("#status.error", timeout=TIMEOUT)
             assert "does not match" in await status_text(page)
             assert await page.is_hidden("#wifi")
             await screenshot(page, "client-wrong-pop.png")
-            assert world.gateway.requests == []
-            await page.fill("#pop-input", POP)
+            await page.fill("#pop-input", world.pop)
             await page.click("#pop-btn")
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
 
@@ -207,7 +223,7 @@ def test_malformed_code_is_refused_on_the_page(server_api: ServerApi, site_url: 
     """A code of the wrong length never reaches the gateway."""
 
     async def run() -> None:
-        async with ble_world(server_api, {}) as world, browser_page(world.central, site_url) as b:
+        async with standin_world(server_api, {}) as world, browser_page(world.central, site_url) as b:
             await find_and_prove(b.page, "12345")
             await b.page.wait_for_selector("#status.error", timeout=TIMEOUT)
             assert "10 letters and digits" in await status_text(b.page)
@@ -220,7 +236,7 @@ def test_closed_window_and_cancelled_chooser(server_api: ServerApi, site_url: st
     """Window closed: say how to open it. Chooser closed without a pick: say so."""
 
     async def run() -> None:
-        async with ble_world(server_api, {}, window=False) as world, browser_page(world.central, site_url) as b:
+        async with standin_world(server_api, {}, window=False) as world, browser_page(world.central, site_url) as b:
             page = b.page
             world.central.cancel_chooser = True
             await page.click("#find-btn")
@@ -240,8 +256,10 @@ def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
     """The gateway drops the link while a Wi-Fi scan is running: the page says so and offers to find it again."""
 
     async def run() -> None:
-        local = standins(Wifi(), scan_delay=30.0)
-        async with ble_world(server_api, local) as world, browser_page(world.central, site_url) as b:
+        async with (
+            standin_world(server_api, {"op:wifi_scan": slow_wifi_scan}) as world,
+            browser_page(world.central, site_url) as b,
+        ):
             page = b.page
             await find_and_prove(page, POP)
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
