@@ -117,7 +117,8 @@ class ControlService:
                 action.next_run = req.at if req.at is not None else self._next_cron(action, now)
                 self._actions[action.id] = action
                 action.audit_id = self._audit_record(action, "scheduled", f"schedule {self._what(action)}")
-            self._save(action, lambda outcome: self._arm_schedule(action))
+                self._arm_schedule(action)
+            self._save(action, lambda outcome: self._settle(action))  # answered once it is on disk
             return action
         try:
             self._claim(action)
@@ -425,7 +426,6 @@ class ControlService:
         self._arm_schedule(action)
 
     def _arm_schedule(self, action: Action) -> None:
-        self._settle(action)
         if action.state != SCHEDULED:
             return
         if action.next_run is None:
