@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +88,17 @@ def start_ble(data_dir: Path, server_url: str, **settings: Any) -> tuple[BleServ
     return service, link, central
 
 
-def close_window(ble: Ble) -> None:
-    """Close the window (the server has no provisioning API yet, so the service keeps a local one)."""
+def close_window(ble: Ble, server: Server) -> None:
+    """Close the window: through the server's API when it has one, else the service's local window."""
+    if "provisioning" in server.gateway.services:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("DELETE", "/api/provisioning/window", headers={"Authorization": f"Bearer {server.admin}"})
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+        wait_for(lambda: not ble.service.window.state.open)
+        return
 
     def close(now: float) -> None:
         ble.service.window._local_until = now

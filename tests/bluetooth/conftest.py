@@ -10,7 +10,7 @@ import pytest
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.audit import attach as audit
-from server.config import load
+from server.config import FIELDS_BY_KEY, load
 from server.crypto.service import attach as identity
 from server.gateway import Gateway
 from server.uplink.broker import free_port
@@ -29,7 +29,17 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "api.port": port,
         "api.ws_port": 0,
     }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, identity, api])
+    services = [audit, identity, api]
+    try:  # the provisioning window and Wi-Fi routes (system service); without it the BLE service keeps a local window
+        from server.api.system_service import attach as system
+
+        services.insert(2, system)
+        overrides["system.dbus_address"] = "unix:path=/nonexistent/ohm-test-bus"  # never the machine's own bus
+        if "mdns.enabled" in FIELDS_BY_KEY:
+            overrides["mdns.enabled"] = False
+    except ImportError:
+        pass
+    gw = Gateway(load(None, env={}, overrides=overrides), services=services)
     try:
         gw.start()
         gw.engine.start_thread()

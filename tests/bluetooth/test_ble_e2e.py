@@ -138,8 +138,8 @@ def test_disconnect_mid_request_keeps_service_running(ble: Ble) -> None:
     assert ble.run(fresh.rest("GET", "/api/crypto"))["status"] == 200
 
 
-def test_window_closed_refuses_handshake_and_improv_wifi(ble: Ble) -> None:
-    close_window(ble)
+def test_window_closed_refuses_handshake_and_improv_wifi(ble: Ble, server: Server) -> None:
+    close_window(ble, server)
     adv = ble.run(scan(ble.central))
     wait_for(lambda: ble.run(scan(ble.central)).data.get(AdvertisingData.SERVICE_DATA_16_BIT_UUID)[1][0] == 1)
     central = ble.run(Central.connect(ble.central, adv.address, 185))
