@@ -275,10 +275,14 @@ class ControlService:
             if hold is not None:
                 old = self._actions.get(hold.action_id)
                 if old is not None:
-                    if old.revert_to is not None and action.holds:
+                    if old.revert_to is not None:
                         # The newcomer undoes to what was there before anyone held the point.
                         action.revert_to = old.revert_to
                         action.extra["inherited"] = old.id
+                        if not action.holds:
+                            # A plain new value for a held point keeps the hold's timer and lease.
+                            action.duration_s, action.lease_s = old.duration_s, old.lease_s
+                            action.revert_at, action.lease_until = old.revert_at, old.lease_until
                     state = SUPERSEDED if decision.outcome == "replace" else PREEMPTED
                     self._cancel_timers(old)
                     self._finish(old, state, f"{state} by {action.id} ({action.who})", release=False)
@@ -315,9 +319,9 @@ class ControlService:
 
     def _persist_and_write(self, action: Action) -> None:
         now = self._wall()
-        if action.duration_s is not None:
+        if action.duration_s is not None and action.revert_at is None:
             action.revert_at = now + action.duration_s
-        if action.lease_s is not None:
+        if action.lease_s is not None and action.lease_until is None:
             action.lease_until = now + action.lease_s
 
         def saved(outcome: Outcome[Any]) -> None:
