@@ -22,7 +22,7 @@ from server.api.live import CLOSE_AUTH, CLOSE_BUSY, CLOSE_LIMITED, WS_PATH, Live
 from server.api.tokens import Tokens, load_or_create
 from server.audit import attach as audit
 from server.bus import Point, Snapshot
-from server.config import load
+from server.config import FIELDS_BY_KEY, load
 from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
@@ -47,9 +47,9 @@ class LiveGateway:
         """Where the live WebSocket listens."""
         return f"ws://127.0.0.1:{self.ws_port}{WS_PATH}"
 
-    def login(self, token: str | None = None) -> ClientConnection:
+    def login(self, token: str | None = None, **kw: Any) -> ClientConnection:
         """A connected client that has sent its token."""
-        ws = connect(self.ws_url, open_timeout=5, close_timeout=1)
+        ws = connect(self.ws_url, open_timeout=5, close_timeout=1, **kw)
         ws.send(json.dumps({"token": token or self.tokens.read}))
         return ws
 
@@ -64,6 +64,8 @@ def live_gateway(tmp_path: Path, **overrides: Any) -> Iterator[LiveGateway]:
         "api.host": "127.0.0.1",
         "api.port": free_port(),
         "api.ws_port": free_port(),
+        # No multicast announcements from tests (and no waiting for their goodbye at shutdown).
+        **({"mdns.enabled": False} if "mdns.enabled" in FIELDS_BY_KEY else {}),
         **overrides,
     }
     gw = Gateway(load(None, env={}, overrides=settings), services=[audit, devices, identity, api])
@@ -120,7 +122,8 @@ def test_frames_at_1hz_with_changing_values(tmp_path: Path) -> None:
                 frames.append(frame(ws))
                 arrived.append(time.monotonic())
             gaps = [b - a for a, b in itertools.pairwise(arrived)]
-            assert all(0.5 < g < 1.6 for g in gaps), gaps  # ~1 Hz (generous: two cores shared with other tests)
+            # ~1 Hz: the ticks are drift-free, so the mean is tight even when one frame is late on a busy machine.
+            assert 0.8 < sum(gaps) / len(gaps) < 1.25 and max(gaps) < 2.5, gaps
             card = frames[-1]["devices"][0]
             assert card["id"] == "inv" and card["profile"] == "sma" and card["age_s"] < 5
             assert card["points"]["pv.power_w"]["u"] == "W" and card["points"]["pv.power_w"]["q"] == "ok"
@@ -209,10 +212,10 @@ def _fat_snapshots(gw: Gateway, n: int = 40) -> None:
 def test_a_client_that_stops_reading_is_dropped_others_keep_their_frames(tmp_path: Path) -> None:
     with live_gateway(tmp_path) as lg:
         live: LiveServer = lg.gateway.services["live"]
-        live.interval = 0.05  # 20 frames/s of ~40 kB: the slow client's buffers fill within a second or two
+        live.interval = 0.02  # 50 frames/s of ~40 kB: the slow client's socket and write buffers fill in ~2 s
         live.max_buffer = 64 * 1024
         _fat_snapshots(lg.gateway)
-        good = lg.login()
+        good = lg.login(max_queue=None)  # reads everything as it comes (an unbounded queue): never slow
         # A raw socket with a tiny receive window that never reads past the handshake.
         slow = socket.create_connection(("127.0.0.1", lg.ws_port), timeout=5)
         try:
