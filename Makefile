@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) bench/harvest.py
 	$(PY) bench/uplink.py
 	$(PY) bench/api.py
+	$(PY) bench/ble.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage .demo-data

@@ -29,14 +29,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "api.port": port,
         "api.ws_port": 0,
     }
+    if "mdns.enabled" in FIELDS_BY_KEY:
+        overrides["mdns.enabled"] = False  # nothing leaves loopback in tests
     services = [audit, identity, api]
     try:  # the provisioning window and Wi-Fi routes (system service); without it the BLE service keeps a local window
         from server.api.system_service import attach as system
 
         services.insert(2, system)
         overrides["system.dbus_address"] = "unix:path=/nonexistent/ohm-test-bus"  # never the machine's own bus
-        if "mdns.enabled" in FIELDS_BY_KEY:
-            overrides["mdns.enabled"] = False
     except ImportError:
         pass
     gw = Gateway(load(None, env={}, overrides=overrides), services=services)
