@@ -360,8 +360,12 @@ class LiveServer:
             await asyncio.sleep(max(0.0, due - loop.time()))
             if loop.time() - due > self.interval:
                 due = loop.time()  # the thread was starved: skip the missed ticks, do not burst
-            if self._authed:
+            if not self._authed:
+                continue  # nobody listens: build nothing
+            try:
                 self.send(self._frame())
+            except Exception:  # the ticker must outlive any one bad frame, or the dashboard freezes for good
+                log.exception("live frame could not be sent")
 
     def send(self, text: str | None) -> None:
         """Write one frame to every authenticated client, dropping those whose unsent data passed max_buffer."""
