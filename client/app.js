@@ -178,7 +178,11 @@ async function wifiScan() {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "choice";
-      b.textContent = `${n.ssid}${n.secure ? " 🔒" : ""}`;
+      b.textContent = n.ssid;
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = n.secure ? "secured" : "open";
+      b.append(" ", tag);
       b.dataset.ssid = n.ssid;
       if (n.signal) b.title = `signal ${n.signal}`;
       b.addEventListener("click", () => {

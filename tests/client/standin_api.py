@@ -34,6 +34,7 @@ class Standins:
     joined: list[tuple[str, str]] = field(default_factory=list)
     owner: list[dict[str, Any]] = field(default_factory=list)
     answered: list[str] = field(default_factory=list)  # which requests were answered here, not by the server
+    window_open: bool = True  # the provisioning window as the stand-in reports it
 
     def answers(self, services: Mapping[str, Any]) -> dict[str, LocalAnswer]:
         """Local answers for the endpoints the server cannot answer (route missing, or its service not attached)."""
@@ -51,7 +52,11 @@ class Standins:
             return 200, {"owner": body["owner"]}
 
         def provisioning(body: Any) -> tuple[int, Any]:
-            return 200, {"window_open": True, "closes_in_s": 300, "provisioned": False}
+            return 200, {
+                "window_open": self.window_open,
+                "closes_in_s": 300 if self.window_open else 0,
+                "provisioned": False,
+            }
 
         wanted = {  # endpoint -> (answer, the gateway service it needs)
             "POST /api/wifi/scan": (scan, "wifi"),
