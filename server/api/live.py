@@ -121,6 +121,7 @@ class FrameBuilder:
                     "age_s": age,
                     "ts": None if snap is None else snap.ts,
                     "error": (snap.error if snap is not None else None) or health.get("last_error"),
+                    "last_ok": health.get("last_ok"),  # wall time of the last good poll (None: never)
                     "points": {}
                     if snap is None
                     else {

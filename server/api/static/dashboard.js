@@ -288,7 +288,10 @@
       card.className = "card " + d.status;
       const head = el("header");
       head.append(el("h3", null, d.name || d.id), el("span", "badge " + d.status, d.status));
-      const meta = el("p", "sub", (d.name ? d.id + " · " : "") + (d.profile || "") + " · " + age(d.age_s));
+      // An offline device's last snapshot is the failed poll: say when the last good reading was instead.
+      const when =
+        d.status === "offline" ? (d.last_ok ? "last good reading " + time(d.last_ok) : "no good reading yet") : age(d.age_s);
+      const meta = el("p", "sub", (d.name ? d.id + " · " : "") + (d.profile || "") + " · " + when);
       const list = el("dl", "points");
       for (const name of sortedPoints(d.points || {})) {
         const p = d.points[name];

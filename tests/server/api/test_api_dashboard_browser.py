@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from server.api.live import FrameBuilder, LiveServer
+from server.uplink.broker import free_port
 
 from .conftest import Client
 from .test_api_live_ws import LiveGateway, fast_simulator, live_gateway
@@ -122,6 +123,12 @@ def test_dashboard_on_a_phone_screen_and_disconnected_state(browser: Any, runnin
         page.click("button[type=submit]")
         page.wait_for_selector('[data-id="inv"] .badge.online', timeout=10_000)
         page.wait_for_selector("#chart[data-series]:not([data-series='0'])", timeout=15_000)
+        # A device that does not answer: its card says offline and why.
+        dead = {"id": "gone", "profile": "sma", "host": "127.0.0.1", "port": free_port(), "interval": 1}
+        lg.gateway.services["devices"].add(dead)
+        page.wait_for_selector('[data-id="gone"] .badge.offline', timeout=10_000)
+        assert "last error" in page.locator('[data-id="gone"] .err').inner_text()
+        assert "no good reading yet" in page.locator('[data-id="gone"] .sub').inner_text()
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
         card = page.locator('[data-id="inv"]').bounding_box()
