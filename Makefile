@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # dbus-python/PyGObject build from (python-dbusmock runs BlueZ and NetworkManager mocks on a private bus).
 APT_PACKAGES := mosquitto dbus libdbus-1-dev libglib2.0-dev pkg-config libgirepository1.0-dev libcairo2-dev gcc python3-dev chromium
 
-.PHONY: all venv sysdeps test unit lint demo bench clean
+.PHONY: all venv sysdeps test unit lint demo bench clean lock balena-push
 
 all: test
 
@@ -50,6 +50,20 @@ bench: $(STAMP)
 	$(PY) bench/uplink.py
 	$(PY) bench/api.py
 	$(PY) bench/ble.py
+
+# The hash-pinned dependency sets the images install (Dockerfile); the extras are constrained to the core pins.
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: $(STAMP)
+	$(PIP_COMPILE) --upgrade -o requirements.lock pyproject.toml
+	$(PIP_COMPILE) --upgrade --extra atecc -c requirements.lock -o requirements-atecc.lock pyproject.toml
+	$(PIP_COMPILE) --upgrade --extra ble -c requirements.lock -o requirements-ble.lock pyproject.toml
+
+# balena reads docker-compose.yml; the fleet's composition is docker-compose-balena.yml (balena's compose subset).
+# Push a clean copy of the committed tree with that file in place (needs the balena CLI, logged in).
+balena-push:
+	@test -n "$(FLEET)" || { echo "usage: make balena-push FLEET=<org/fleet>"; exit 2; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && git archive HEAD | tar -x -C "$$tmp" \
+		&& cp "$$tmp/docker-compose-balena.yml" "$$tmp/docker-compose.yml" && balena push "$(FLEET)" --source "$$tmp"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage .demo-data
