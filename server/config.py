@@ -108,6 +108,14 @@ FIELDS: tuple[Field, ...] = (
     Field("name", str, "", "a human name for this gateway (defaults to Ohm-<id>)"),
     # -- devices -------------------------------------------------------------------------
     Field("devices.backoff_cap", float, 10.0, "longest seconds before retrying an offline device", min=1, max=60),
+    # -- Home Assistant discovery for control actions (issue 10) ---------------------------------------
+    Field("ha.enabled", bool, False, "publish Home Assistant MQTT discovery on a local broker (ha.host)"),
+    Field("ha.host", str, "127.0.0.1", "the local MQTT broker Home Assistant listens on (not the backend uplink)"),
+    Field("ha.port", int, 1883, "port of the Home Assistant MQTT broker", min=1, max=65535),
+    Field("ha.username", str, "", "user name on the Home Assistant broker (empty = none)"),
+    Field("ha.password", str, "", "password on the Home Assistant broker", secret=True),
+    Field("ha.prefix", str, "homeassistant", "Home Assistant's discovery prefix"),
+    Field("ha.base_topic", str, "ohm-local", "first level of the state and command topics on the local broker"),
     # -- identity, telemetry, outbox, uplink (issue 4) -------------------------------------
     Field(
         "identity.backend",
