@@ -172,12 +172,16 @@ class Central:
 
     # ---- Improv ---------------------------------------------------------------------------------
 
-    async def improv(self, command: int, data: bytes = b"", timeout: float = 10.0) -> list[str]:
-        """Send an RPC (in writes of at most MTU-3 bytes) and wait for its result strings."""
+    async def improv_write(self, command: int, data: bytes = b"") -> None:
+        """Send an RPC frame in writes of at most MTU-3 bytes."""
         frame = iv.frame(command, data)
         step = self.mtu - 3
         for i in range(0, len(frame), step):
             await self.write(frame[i : i + step], IMPROV_RPC)
+
+    async def improv(self, command: int, data: bytes = b"", timeout: float = 10.0) -> list[str]:
+        """Send an RPC and wait for its result strings."""
+        await self.improv_write(command, data)
         raw = await asyncio.wait_for(self._improv.get(), timeout)
         if len(raw) < 3 or raw[1] != len(raw) - 3:
             # A notification holds at most MTU-3 bytes; the gateway cut a longer frame: read it whole.

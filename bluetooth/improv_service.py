@@ -53,6 +53,7 @@ class ImprovHandler:
         self.result = b""
         self._provisioning = False
         self._provisioned = False
+        self._window_seen = window().open
         self._assemblers: dict[str, iv.RpcAssembler] = {}
 
     # ---- values ----------------------------------------------------------------------------
@@ -78,7 +79,9 @@ class ImprovHandler:
 
     def window_changed(self, state: WindowState) -> None:
         """The window opened or closed: a new window starts a new provisioning round."""
-        self._provisioned = False
+        if state.open != self._window_seen:
+            self._window_seen = state.open
+            self._provisioned = False
         self.notify(None, IMPROV_STATE, bytes([self.state]))
 
     def disconnect(self, conn: str) -> None:
@@ -211,10 +214,9 @@ def scan_strings(body: Any) -> list[str]:
         if not isinstance(rssi, int | float):
             signal = net.get("signal", net.get("strength"))  # NetworkManager gives 0-100 %
             rssi = int(signal) // 2 - 100 if isinstance(signal, int | float) else -100
-        security = net.get("auth", net.get("security", ""))
-        auth = str(security).upper() if security else "NO"
-        if isinstance(net.get("secure"), bool) and not net.get("secure"):
-            auth = "NO"
+        security = str(net.get("auth", net.get("security", "")) or "").upper()
+        # Improv names: WEP, WPA, WPA2, WPA3, ... and NO for an open network.
+        auth = "NO" if security in ("", "OPEN", "NONE", "NO") else security
         out.append((int(rssi), [net["ssid"], str(int(rssi)), auth or "NO"]))
     out.sort(key=lambda item: -item[0])
     return [s for _, strings in out for s in strings]

@@ -380,8 +380,11 @@ def test_improv_wifi_success_failure_and_authorization() -> None:
     assert imp.state == iv.State.PROVISIONED
     results = [v for conn, char, v in notes if char == IMPROV_RESULT]
     assert iv.decode_strings(results[-1][2:-1]) == ["http://192.0.2.1:8080/"]
+    imp.window_changed(WindowState(open=True, provisioned=True))  # the server now says provisioned: no reset
+    assert imp.state == iv.State.PROVISIONED
+    imp.window_changed(WindowState(open=False))
+    imp.window_changed(WindowState(open=True))  # a new window: a new round
     # A failed join: error 3, back to authorized.
-    imp.window_changed(h.window)
     fwd.answer = Reply(502, {"error": "no network"})
     imp.on_write("c", iv.frame(iv.Command.WIFI_SETTINGS, iv.encode_strings(["Home", "wrong"])))
     h.run_jobs()
