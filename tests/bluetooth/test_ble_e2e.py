@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from bumble.core import AdvertisingData
 
 from bluetooth import improv as iv
 from bluetooth.central import Central, scan
-from bluetooth.gatt import IMPROV_ERROR, OHM_INFO
-from tests.bluetooth.ble_support import Ble, Server, close_window
+from bluetooth.gatt import IMPROV_ERROR, IMPROV_RPC, IMPROV_STATE, OHM_INFO
+from tests.bluetooth.ble_support import Ble, Server, close_window, start_ble
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -145,10 +146,9 @@ def test_window_closed_refuses_handshake_and_improv_wifi(ble: Ble, server: Serve
     central = ble.run(Central.connect(ble.central, adv.address, 185))
     reply = ble.run(central.exchange({"op": "hello", "v": 1, "pub": "x"}))
     assert reply["status"] == 403 and reply["error"] == "window_closed"
-    assert ble.run(central.read(iv_state := "00467768-6228-2272-4663-277478268001")) == bytes([1])
-    assert iv_state
+    assert ble.run(central.read(IMPROV_STATE)) == bytes([iv.State.AUTHORIZATION_REQUIRED])
     data = iv.encode_strings(["Home", "secret"])
-    ble.run(central.write(iv.frame(iv.Command.WIFI_SETTINGS, data), "00467768-6228-2272-4663-277478268003"))
+    ble.run(central.write(iv.frame(iv.Command.WIFI_SETTINGS, data), IMPROV_RPC))
     wait_for(lambda: ble.service.improv.error == iv.Error.NOT_AUTHORIZED)
 
 
@@ -161,7 +161,29 @@ def test_improv_over_ble(ble: Ble) -> None:
     # A bad checksum and an unknown command set the error characteristic.
     bad = bytearray(iv.frame(iv.Command.DEVICE_INFO, b""))
     bad[-1] ^= 0xFF
-    ble.run(central.write(bytes(bad), "00467768-6228-2272-4663-277478268003"))
+    ble.run(central.write(bytes(bad), IMPROV_RPC))
     wait_for(lambda: ble.run(central.read(IMPROV_ERROR)) == bytes([iv.Error.INVALID_RPC]))
-    ble.run(central.write(iv.frame(0x42, b""), "00467768-6228-2272-4663-277478268003"))
+    ble.run(central.write(iv.frame(0x42, b""), IMPROV_RPC))
     wait_for(lambda: ble.run(central.read(IMPROV_ERROR)) == bytes([iv.Error.UNKNOWN_RPC]))
+
+
+def test_gpio_button_opens_the_window(server: Server, tmp_path: Path) -> None:
+    root = tmp_path / "gpio"
+    pin = root / "gpio17"
+    pin.mkdir(parents=True)
+    (root / "export").write_text("")
+    (pin / "direction").write_text("in")
+    (pin / "value").write_text("1\n")  # released (active low)
+    service, link, central = start_ble(server.gateway.data_dir, server.url, button_pin=17, gpio_root=root)
+    ble = Ble(service, link, central)
+    try:
+        wait_for(lambda: service.window.state.open)
+        close_window(ble, server)
+        (pin / "value").write_text("0\n")  # pressed
+        wait_for(lambda: service.window.state.open, why=lambda: str(service.window.state))
+        assert "button pressed: opening the provisioning window" in service.events
+        (pin / "value").write_text("1\n")
+        adv = ble.run(scan(central))
+        assert adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME) == service.name
+    finally:
+        service.stop()
