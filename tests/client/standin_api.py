@@ -35,6 +35,7 @@ class Standins:
     owner: list[dict[str, Any]] = field(default_factory=list)
     answered: list[str] = field(default_factory=list)  # which requests were answered here, not by the server
     window_open: bool = True  # the provisioning window as the stand-in reports it
+    passed: list[str] = field(default_factory=list)  # "METHOD /path" of each request passed on to the server
 
     def answers(self, services: Mapping[str, Any]) -> dict[str, LocalAnswer]:
         """Local answers for the endpoints the server cannot answer (route missing, or its service not attached)."""
@@ -83,6 +84,7 @@ def standin_api(target: str, standins: Standins, services: Mapping[str, Any]) ->
                 status, body = local[key](json.loads(raw or b"null"))
                 self._reply(status, json.dumps(body).encode(), "application/json")
                 return
+            standins.passed.append(key)
             req = urllib.request.Request(target + self.path, data=raw or None, method=self.command)
             for name in ("Authorization", "Content-Type"):
                 if self.headers.get(name):
