@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,12 @@ def test_read_back_mismatch_fails_after_retries(tmp_path: Path) -> None:
             gen.close()
     finally:
         sim.stop()
+
+
+def test_timed_action_reverts_in_real_time(live_rig: Rig, sim: Simulator) -> None:
+    started = time.monotonic()
+    action = live_rig.control.submit({"device": "inv", "point": POINT, "value": 4200, "duration_s": 1}, "a", "local")
+    live_rig.settled(action.id, "active")
+    assert limit_w(sim) == 4200
+    live_rig.settled(action.id, "reverted")
+    assert limit_w(sim) == 100000 and time.monotonic() - started >= 1.0
