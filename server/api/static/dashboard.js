@@ -312,6 +312,7 @@
       if (err instanceof AuthError) forget("That token was refused.");
       return;
     }
+    renderOpenActions([...(data.active || []), ...(data.scheduled || [])]);
     const list = $("actions");
     $("no-actions").hidden = data.actions.length > 0;
     list.replaceChildren(
@@ -326,6 +327,21 @@
           a.revert ? " · reverted: " + a.revert : ""
         );
         li.append(meta);
+        return li;
+      })
+    );
+  }
+
+  // Control actions still running or waiting (e.g. "charge 10 min"): what they hold and when they end.
+  function renderOpenActions(open) {
+    $("open-actions").replaceChildren(
+      ...open.map((a) => {
+        const li = el("li");
+        li.append(el("div", "what", a.device + " · " + a.point + " = " + a.value + " (" + a.state + ")"));
+        const parts = [a.who];
+        if (a.revert_at) parts.push("reverts to " + a.revert_to + " at " + time(a.revert_at));
+        if (a.next_run) parts.push("next run " + time(a.next_run));
+        li.append(el("div", "meta", parts.join(" · ")));
         return li;
       })
     );

@@ -49,7 +49,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[LiveGateway]:
     """A gateway polling a fast-moving simulated inverter every second."""
-    with fast_simulator() as sim, live_gateway(tmp_path) as lg:
+    from server.control import attach as control  # timed control actions (issue 10) for the action list
+
+    with fast_simulator() as sim, live_gateway(tmp_path, extra=(control,)) as lg:
         dev = {"id": "inv", "profile": "sma", "host": "127.0.0.1", "port": sim.port, "interval": 1, "name": "Roof"}
         lg.gateway.services["devices"].add(dev)
         yield lg
@@ -101,6 +103,15 @@ def test_dashboard_live_values_chart_and_actions(browser: Any, running: LiveGate
             admin.close()
         page.wait_for_selector("#actions li:has-text('PATCH /api/devices/inv')", timeout=5000)
         assert "admin@127.0.0.1" in page.locator("#actions li").first.inner_text()
+        # A timed control action ("limit to 3 kW for 10 min") is listed as open, with its revert time.
+        admin = Client(lg.port, lg.tokens.admin)
+        try:
+            body = {"device": "inv", "point": "control.power_limit_w", "value": 3000, "duration_s": 600}
+            assert admin.call("POST", "/api/actions", body).status in (200, 201, 202)
+        finally:
+            admin.close()
+        page.wait_for_selector("#open-actions li:has-text('control.power_limit_w = 3000')", timeout=10_000)
+        page.wait_for_selector("#open-actions li:has-text('reverts to')", timeout=10_000)
         page.wait_for_selector('[data-id="inv"] h3:text-is("Roof west")', timeout=10_000)
         assert page.locator("#gw-state").inner_text() != "-"
         assert "lateness" in page.locator("#engine").inner_text()

@@ -55,8 +55,8 @@ class LiveGateway:
 
 
 @contextmanager
-def live_gateway(tmp_path: Path, **overrides: Any) -> Iterator[LiveGateway]:
-    """Start a gateway (audit, devices, identity, API + live WebSocket) and stop it afterwards."""
+def live_gateway(tmp_path: Path, extra: tuple[Any, ...] = (), **overrides: Any) -> Iterator[LiveGateway]:
+    """Start a gateway (audit, devices, identity, `extra` services, API + live WebSocket) and stop it afterwards."""
     settings = {
         "data_dir": tmp_path / "gw",
         "stats_interval": 0,
@@ -68,7 +68,7 @@ def live_gateway(tmp_path: Path, **overrides: Any) -> Iterator[LiveGateway]:
         **({"mdns.enabled": False} if "mdns.enabled" in FIELDS_BY_KEY else {}),
         **overrides,
     }
-    gw = Gateway(load(None, env={}, overrides=settings), services=[audit, devices, identity, api])
+    gw = Gateway(load(None, env={}, overrides=settings), services=[audit, devices, identity, *extra, api])
     try:
         gw.start()
         gw.engine.start_thread()
