@@ -93,8 +93,9 @@ async function findGateway() {
   }
   say(`Connecting to ${device.name || "the gateway"}…`);
   try {
-    channel = await OhmChannel.open(device);
-    channel.onDisconnect(onDisconnected);
+    const opened = await OhmChannel.open(device);
+    channel = opened;
+    opened.onDisconnect(() => opened === channel && onDisconnected());
     const info = await channel.info().catch(() => ({}));
     const name = info.name || device.name || "gateway";
     $("gateway-name").textContent = `Connected to ${name}.`;
@@ -226,6 +227,7 @@ async function saveOwner(event) {
   const data = { owner: $("owner-input").value.trim() };
   const name = $("owner-name").value.trim();
   if (name) data.name = name;
+  if ($("owner-force").checked) data.force = true;
   busy("owner-btn", true);
   try {
     await channel.rest("POST", "/api/owner/initialize", data);
@@ -233,7 +235,12 @@ async function saveOwner(event) {
     show("owner-result");
     say("Owner saved.", "ok");
   } catch (err) {
-    say(`Could not save the owner: ${explain(err)}`, "error");
+    if (err.status === 409) {
+      show("owner-replace");
+      say("This gateway already has an owner. Tick “Replace the current owner” and save again to change it.", "error");
+    } else {
+      say(`Could not save the owner: ${explain(err)}`, "error");
+    }
   } finally {
     busy("owner-btn", false);
   }

@@ -324,11 +324,13 @@ export class OhmChannel {
     return this.call({ op: "wifi_connect", ssid, password }, 45000);
   }
 
-  /** Drop the session and disconnect. */
+  /** Drop the session and disconnect (no disconnect callbacks: the caller asked for it). */
   close() {
-    this.key = null;
+    this.listeners.clear();
+    this._disconnected();
     try {
       this.tx.removeEventListener("characteristicvaluechanged", this._onValue);
+      this.device.removeEventListener("gattserverdisconnected", this._onGone);
       if (this.device.gatt.connected) this.device.gatt.disconnect();
     } catch {
       // already gone

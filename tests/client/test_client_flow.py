@@ -277,6 +277,12 @@ def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
             assert await page.is_hidden("#wifi")
             assert await page.is_visible("#find-btn")
             await screenshot(page, "client-disconnected.png")
+            # Find it again: a fresh session works (and closing the old one does not undo the new one).
+            await find_and_prove(page, POP)
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+            await find_and_prove(page, POP)
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+            assert "disconnected" not in await status_text(page)
 
     asyncio.run(run())
 
