@@ -100,7 +100,6 @@ class BleService:
         self.aio = AsyncioThread()
         self._send_locks: dict[str, asyncio.Lock] = {}
         self._advertised: bytes | None = None
-        self._phase = 0  # 0: name + service data, 1: Improv UUID + service data (cycled when both do not fit)
         self.button = (
             SysfsButton(settings.button_pin, settings.gpio_root, settings.button_active_low)
             if settings.button_pin >= 0
@@ -140,21 +139,12 @@ class BleService:
         return {"v": 1, "name": self.name, "window": state.open, "id": self.gateway_id[:40]}
 
     def advert(self) -> Advert:
-        """Name and Improv service data (the Improv service UUID in the scan response)."""
+        """Name, Improv service data; the Improv service UUID in the scan response."""
         data = iv.service_data(self.improv.state)
         return Advert(self.name, {IMPROV_SERVICE_DATA_UUID: data}, (IMPROV_SERVICE,))
 
-    def improv_advert(self) -> Advert:
-        """Improv service UUID and service data in one advertisement, as Improv 2.x requires (31 bytes: no name)."""
-        data = iv.service_data(self.improv.state)
-        return Advert("", {IMPROV_SERVICE_DATA_UUID: data}, uuids=(IMPROV_SERVICE,))
-
-    def _cycle(self, now: float) -> None:
-        self._phase ^= 1
-        self._refresh_advert()
-
     def _refresh_advert(self) -> None:
-        advert = self.improv_advert() if self._phase else self.advert()
+        advert = self.advert()
         payload = advert.payload()
         if payload == self._advertised:
             return
@@ -173,8 +163,6 @@ class BleService:
         self.aio.run(self.backend.start(SERVICES, advert, self)).result(30)
         log.info("BLE %s backend advertising as %s", self.backend.name, self.name)
         self.engine.every(self.settings.poll_interval, self._poll, kind="ble.poll", name="ble.poll", cls=CLS)
-        if self.settings.advert_cycle > 0 and self.backend.cycles_adverts:
-            self.engine.every(self.settings.advert_cycle, self._cycle, kind="ble.advert", name="ble.advert", cls=CLS)
         if self.button is not None:
             self.engine.every(0.1, self._poll_button, kind="ble.button", name="ble.button", cls=CLS)
         self.engine.start_thread("ohm-ble-engine")

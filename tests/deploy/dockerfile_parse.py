@@ -106,3 +106,6 @@ def healthcheck_cmd(stages: dict[str, Stage], name: str) -> list[str] | None:
     m = re.search(r"\bCMD\s+(\[.*\])\s*$", value)
     assert m, f"HEALTHCHECK of {name} is not exec form: {value!r}"
     return exec_form(m.group(1))
+
+
+STAGES_FILE_TARGETS = frozenset(parse(DOCKERFILE.read_text(encoding="utf-8"))[1])
