@@ -19,7 +19,7 @@ def create_app(
     gateway: Any, tokens: Tokens, *, limiter: FailureLimiter | None = None, context: ApiContext | None = None
 ) -> Flask:
     """A Flask app serving the route table for `gateway`, checking tokens against `tokens`."""
-    app = Flask("ohm.api")
+    app = Flask("ohm.api", static_folder=None)  # no stray /static route serving the working directory
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False  # type: ignore[attr-defined]
     ctx = context or ApiContext(gateway)

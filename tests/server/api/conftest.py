@@ -105,6 +105,7 @@ def api_gateway(tmp_path: Path) -> Iterator[Api]:
         "identity.backend": "software",
         "api.host": "127.0.0.1",
         "api.port": port,
+        "api.ws_port": 0,  # the live WebSocket has its own tests; a fixed 8081 would collide between runs
     }
     gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, api])
     try:
