@@ -106,3 +106,41 @@ def test_restart_resumes_holds_and_runs_overdue_reverts_at_once(tmp_path: Path, 
         second.gateway.engine.start_thread()
         second.gateway.stop()
         second.gateway.engine.wait_stopped(5)
+
+
+def test_restart_after_a_crash_between_persisting_and_writing(tmp_path: Path, sim: Simulator) -> None:
+    """The revert was committed, the write never confirmed (kill -9 in between): it is still reverted on time."""
+    from server.control.model import Action
+    from server.control.store import ActionStore
+
+    clock = FakeClock()
+    data = tmp_path / "gw"
+    first = Rig(make_gateway(data, clock), fake=True)
+    first.gateway.start()
+    add_device(first.gateway, sim)
+    first.pump(lambda: (data / "devices.sqlite").exists())
+    first.gateway.engine.start_thread()
+    first.gateway.stop()
+    first.gateway.engine.wait_stopped(5)
+    now = clock.time()
+    store = ActionStore(data / "control.sqlite")
+    common = {"device": "inv", "point": POINT, "who": "backend", "source": "backend", "created": now}
+    store.put(
+        Action(id="timed", value=10, state="applying", duration_s=60, revert_to=100000, revert_at=now + 60, **common)
+    )
+    store.put(Action(id="oneshot", value=20, state="applying", **common))
+    store.close()
+
+    second = Rig(make_gateway(data, clock), fake=True)
+    try:
+        second.gateway.start()
+        assert second.state("timed") == "active" and second.control.holder("inv", POINT).action_id == "timed"
+        assert "interrupted by a restart" in second.control.get("oneshot").result
+        second.write_raw(40915, 10)  # the write had reached the device before the crash
+        second.advance(60)
+        second.settled("timed", "reverted")
+        assert limit_w(sim) == 100000
+    finally:
+        second.gateway.engine.start_thread()
+        second.gateway.stop()
+        second.gateway.engine.wait_stopped(5)

@@ -27,6 +27,8 @@ from tests.support import wait_for
 
 from .conftest import FAST_RETRY, add_device, limit_w
 
+POINT = "control.power_limit_w"
+
 # From HA's sensor docs: the units each device class accepts (the subset our canonical units map to).
 HA_UNITS = {
     "power": {"W", "kW", "MW", "mW", "GW", "TW", "BTU/h"},
@@ -165,6 +167,14 @@ def test_discovery_states_and_commands_over_mosquitto(ha_gateway: tuple[Gateway,
     assert wait_for(lambda: ha_client.get(point_state)) == {point_state: b"2500"}
     entry = wait_for(lambda: [e for e in gw.services["audit"].recent(10) if e["who"] == "homeassistant"])[0]
     assert entry["result"] == "ok" and entry["detail"]["value"] == 2500
+
+    # A timed hold set elsewhere (the admin) shows in HA too, and so does its revert.
+    held = gw.services["control"].submit(
+        {"device": "inv", "point": POINT, "value": 900, "duration_s": 1}, "admin", "local"
+    )
+    wait_for(lambda: ha_client.get(point_state) == {point_state: b"900"})
+    wait_for(lambda: gw.services["control"].get(held.id).state == "reverted")
+    assert wait_for(lambda: ha_client.get(point_state) == {point_state: b"2500"})
 
     ha_client.client.publish(number["command_topic"], "lots", qos=1).wait_for_publish(2)
     refused = wait_for(lambda: [e for e in gw.services["audit"].recent(10) if e["result"].startswith("refused")])
