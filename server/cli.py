@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if demo is not None:
         print(f"[demo] stopped: {demo.report(gateway)}", flush=True)
     log.info("stopped cleanly")
-    return 0
+    return gateway.exit_code  # 75 after POST /api/system/restart: the supervisor starts us again
 
 
 def setup_logging(level: str) -> None:
@@ -181,7 +181,12 @@ def _run_help(parser: argparse.ArgumentParser) -> str:
 
 
 # Modules that register more subcommands with @subcommand (verify, consume, ...).
-COMMAND_MODULES: tuple[str, ...] = ("server.telemetry.cli", "server.consumer.cli", "server.devices.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "server.telemetry.cli",
+    "server.consumer.cli",
+    "server.devices.cli",
+    "server.api.system_cli",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,13 @@
-"""Configuration: defaults < TOML file < OHM_* environment < command line, validated at start.
+"""Configuration: defaults < TOML file < stored settings < OHM_* environment < command line, validated at start.
 
 Every setting is one row of FIELDS: a dotted key (`mqtt.host`), its type, default, limits and
 help. The environment name is derived from the key (`OHM_MQTT_HOST`). All problems are
 collected and reported together, naming the source and the setting.
+
+Stored settings are the values changed at run time through the API (PATCH /api/settings), kept in
+`<data_dir>/settings.json` (server/settings.py). They rank above the TOML file, so a change made on the
+gateway survives a restart, and below the environment and the command line, so an installer's explicit
+choice always wins. A stored value that is no longer valid is logged and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -106,6 +111,14 @@ FIELDS: tuple[Field, ...] = (
     Field("stats_interval", float, 60.0, "seconds between engine statistics in the log (0 = never)", min=0, max=86400),
     Field("shutdown_timeout", float, 5.0, "seconds allowed for a clean stop on SIGTERM/SIGINT", min=0.5, max=60),
     Field("name", str, "", "a human name for this gateway (defaults to Ohm-<id>)"),
+    # -- system: settings, owner, provisioning, Wi-Fi, mDNS (issue 5) ---------------------------
+    Field("network.wired", bool, False, "the gateway is on Ethernet (or needs no network): no Wi-Fi is needed"),
+    Field(
+        "provisioning.window_s", float, 300.0, "seconds the provisioning window stays open by default", min=1, max=900
+    ),
+    Field("system.dbus_address", str, "", "system D-Bus address for NetworkManager and logind (empty = the standard)"),
+    Field("wifi.connect_timeout", float, 30.0, "seconds to wait for a Wi-Fi connection to come up", min=1, max=120),
+    Field("mdns.enabled", bool, True, "advertise the gateway as _ohm._tcp.local. (mDNS) on the API's interfaces"),
     # -- devices -------------------------------------------------------------------------
     Field("devices.backoff_cap", float, 10.0, "longest seconds before retrying an offline device", min=1, max=60),
     # -- Home Assistant discovery for control actions (issue 10) ---------------------------------------
@@ -232,8 +245,10 @@ def load(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    stored: bool = True,
 ) -> Config:
-    """Build the configuration from defaults, an optional TOML file, the environment and overrides."""
+    """Build the configuration from defaults, a TOML file, stored settings, the environment and overrides."""
     env = os.environ if env is None else env
     values = {f.key: f.default for f in FIELDS}
     sources = {f.key: "default" for f in FIELDS}
@@ -250,6 +265,9 @@ def load(
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
         for key, value in _flatten(raw).items():
             _apply(key, value, f"{path}", values, sources, problems)
+
+    if stored:
+        _apply_stored(_peek_data_dir(values["data_dir"], env, overrides), values, sources)
 
     known_envs = {f.env: f.key for f in FIELDS}
     for name, value in env.items():
@@ -285,6 +303,37 @@ def _apply(
     except ValueError as exc:
         shown = "(hidden)" if spec.secret else repr(raw)
         problems.append(f"{source}: {key} = {shown}: {exc}")
+
+
+def _peek_data_dir(current: Any, env: Mapping[str, str], overrides: Mapping[str, Any] | None) -> Path:
+    """The data_dir the higher layers will settle on (the stored layer lives inside it, so it cannot set it)."""
+    spec = FIELDS_BY_KEY["data_dir"]
+    for raw in ((overrides or {}).get("data_dir"), env.get(spec.env)):
+        if raw is not None:
+            try:
+                return spec.parse(raw)
+            except ValueError:
+                return Path(current)  # reported by that layer's own check
+    return Path(current)
+
+
+def _apply_stored(data_dir: Path, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The stored-settings layer; a value that is unknown or invalid now (after an upgrade) is logged and skipped."""
+    import logging
+
+    from server.settings import FIXED_KEYS, SOURCE, stored_layer
+
+    log = logging.getLogger("ohm.config")
+    for key, raw in stored_layer(data_dir).items():
+        spec = FIELDS_BY_KEY.get(key)
+        if spec is None or key in FIXED_KEYS:
+            log.warning("stored setting '%s' is not a setting (any more); ignored", key)
+            continue
+        try:
+            values[key] = spec.parse(raw)
+            sources[key] = SOURCE
+        except ValueError as exc:
+            log.warning("stored setting %s ignored: %s", key, exc)
 
 
 def reference() -> str:

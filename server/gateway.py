@@ -40,7 +40,7 @@ class Gateway:
         config: Config,
         clock: Clock | None = None,
         *,
-        provisioned: Callable[[], bool] = lambda: True,
+        provisioned: Callable[[], bool] | None = None,
         report: Callable[[dict[str, Any]], None] | None = None,
         services: list[Callable[[Gateway], None]] | None = None,
     ) -> None:
@@ -55,6 +55,7 @@ class Gateway:
         self.state = State.BOOTING
         self.history: deque[Transition] = deque(maxlen=100)
         self._provisioned = provisioned
+        self.exit_code = 0  # what the process exits with after run(); a restart request sets 75
         self._report = report or self._log_stats
         self._listeners: list[Callable[[State, State, Event], None]] = []
         self._lock = threading.Lock()
@@ -123,9 +124,21 @@ class Gateway:
         )
         for attach in self._services:
             attach(self)
-        booted = Event.BOOTED_PROVISIONED if self._provisioned() else Event.BOOTED_UNPROVISIONED
+        booted = Event.BOOTED_PROVISIONED if self.is_provisioned() else Event.BOOTED_UNPROVISIONED
         self.post(booted)
         self.engine.on_shutdown("state", lambda: self.apply(Event.SHUTDOWN))
+
+    def is_provisioned(self) -> bool:
+        """The boot check: the `provisioned` callable if given, else the provisioning service's real check.
+
+        The real check (owner set, and a Wi-Fi connection known to NetworkManager or network.wired) comes
+        with the system service that default_services() attaches, so a production first boot goes to
+        PROVISIONING; a gateway built without that service (tests, tools) has nothing to provision.
+        """
+        if self._provisioned is not None:
+            return self._provisioned()
+        check = self.services.get("provisioning")
+        return True if check is None else bool(check.boot_check())
 
     def run(self) -> None:
         """Start and run until stopped (blocks the calling thread)."""

@@ -28,6 +28,9 @@ def default_services() -> list[Attach]:
     from server.uplink.service import attach as uplink
 
     services += [identity, outbox, telemetry, uplink]
+    from server.api.system_service import attach as system  # settings, owner, provisioning, Wi-Fi, power
+
+    services.append(system)
     from server.control import attach as control  # control actions (issue 10): needs devices and audit
     from server.ha import attach as ha  # Home Assistant discovery (off unless ha.enabled)
 

@@ -71,3 +71,6 @@ def attach(gateway: Gateway) -> None:
 
     gateway.engine.on_shutdown("api", stop)
     log.info("API listening on %s:%d", server.host, server.port)
+    from .mdns import attach as mdns
+
+    mdns(gateway, server.host, server.port)  # after the API: its shutdown hook runs later, goodbye last

@@ -550,7 +550,11 @@ LEVEL_BODY: dict[str, Any] = {
 }
 
 # Modules that contribute their own `ROUTES` tuple (one line per area, so areas never edit each other's tables).
-ROUTE_MODULES: tuple[str, ...] = ("server.api.actions_routes", "server.api.dashboard_routes")
+ROUTE_MODULES: tuple[str, ...] = (
+    "server.api.actions_routes",
+    "server.api.dashboard_routes",
+    "server.api.system_routes",
+)
 
 
 def all_routes() -> tuple[Route, ...]:

@@ -45,7 +45,7 @@ def test_check_config_prints_settings_and_sources(tmp_path: Path) -> None:
 def test_timed_run_boots_and_stops_cleanly(tmp_path: Path) -> None:
     result = run("--run-for", "1.5", env={"OHM_DATA_DIR": str(tmp_path / "d"), "OHM_STATS_INTERVAL": "0.5"})
     assert result.returncode == 0, result.stderr
-    assert "state booting -> offline" in result.stderr
+    assert "state booting -> provisioning" in result.stderr  # first boot: no owner or network yet
     assert "engine: uptime" in result.stderr
     assert "stopped cleanly" in result.stderr
     assert (tmp_path / "d").is_dir()
