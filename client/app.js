@@ -433,6 +433,11 @@ function init() {
     document.body.dataset.ready = "1";
     return;
   }
+  // Chrome knows whether there is a Bluetooth adapter at all; say so before the person taps anything.
+  navigator.bluetooth.getAvailability?.().then(
+    (ok) => ok || say("This device has no Bluetooth, or Bluetooth is off. Turn it on, then tap Find gateway.", "error"),
+    () => undefined,
+  );
   $("find-btn").addEventListener("click", findGateway);
   $("pop-form").addEventListener("submit", proveCode);
   $("wifi-scan-btn").addEventListener("click", wifiScan);

@@ -16,6 +16,8 @@ export const MAX_MESSAGE = 60 * 1024;
 export const MAX_CHUNKS = 255;
 export const LAST = 0x01;
 export const DEFAULT_TIMEOUT_MS = 10000;
+const BUSY_RETRIES = 5;
+const BUSY_PAUSE_MS = 1000;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -284,14 +286,23 @@ export class OhmChannel {
   /** Send a sealed request object and return the opened reply (`{status, body}` or an error object). */
   async request(obj, timeoutMs) {
     return this._serial(async () => {
-      if (!this.key) throw new OhmError("no_session", "enter the code from the label first", 401);
-      const req = this._req();
-      const box = await seal(this.key, this.sendCounter++, req, obj);
-      const reply = await this._exchange({ box }, { req, timeoutMs });
-      if (!reply.msg.box) throw replyError(reply.msg); // plaintext framing errors carry no data
-      const opened = await open(this.key, this.recvCounter, reply.req, reply.msg.box);
-      this.recvCounter = opened.counter;
-      return opened.obj;
+      for (let attempt = 0; ; attempt++) {
+        if (!this.key) throw new OhmError("no_session", "enter the code from the label first", 401);
+        const req = this._req();
+        const box = await seal(this.key, this.sendCounter++, req, obj);
+        const reply = await this._exchange({ box }, { req, timeoutMs });
+        if (!reply.msg.box) {
+          // 409 busy: the gateway still works on a request we stopped waiting for; its answer comes soon.
+          if (reply.msg.error === "busy" && attempt < BUSY_RETRIES) {
+            await new Promise((r) => setTimeout(r, BUSY_PAUSE_MS));
+            continue;
+          }
+          throw replyError(reply.msg); // plaintext framing errors carry no data
+        }
+        const opened = await open(this.key, this.recvCounter, reply.req, reply.msg.box);
+        this.recvCounter = opened.counter;
+        return opened.obj;
+      }
     });
   }
 

@@ -11,6 +11,7 @@ import contextlib
 import http.server
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +37,7 @@ class Standins:
     answered: list[str] = field(default_factory=list)  # which requests were answered here, not by the server
     window_open: bool = True  # the provisioning window as the stand-in reports it
     passed: list[str] = field(default_factory=list)  # "METHOD /path" of each request passed on to the server
+    delay: dict[str, float] = field(default_factory=dict)  # "METHOD /path" -> seconds to hold the answer
 
     def answers(self, services: Mapping[str, Any]) -> dict[str, LocalAnswer]:
         """Local answers for the endpoints the server cannot answer (route missing, or its service not attached)."""
@@ -79,6 +81,7 @@ def standin_api(target: str, standins: Standins, services: Mapping[str, Any]) ->
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             key = f"{self.command} {self.path.split('?')[0]}"
+            time.sleep(standins.delay.get(key, 0.0))  # this server thread only: a slow endpoint
             if key in local:
                 standins.answered.append(key)
                 status, body = local[key](json.loads(raw or b"null"))

@@ -59,9 +59,11 @@ class ServiceWorld:
 
 
 @contextlib.asynccontextmanager
-async def service_world(server: ServerApi, window_open: bool = True) -> AsyncIterator[ServiceWorld]:
+async def service_world(
+    server: ServerApi, window_open: bool = True, delay: dict[str, float] | None = None
+) -> AsyncIterator[ServiceWorld]:
     """bluetooth's BleService (bumble backend on a LocalLink) forwarding to the real server; a central with MTU 185."""
-    standins = Standins(window_open=window_open)
+    standins = Standins(window_open=window_open, delay=dict(delay or {}))
     with standin_api(server.url, standins, server.gateway.services or {}) as url:
         link = LocalLink()
         cfg = load_ble(env={}, data_dir=server.gateway.data_dir, server_url=url, poll_interval=0.2)
@@ -283,6 +285,34 @@ def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
             await find_and_prove(page, POP)
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
             assert "disconnected" not in await status_text(page)
+
+    asyncio.run(run())
+
+
+def test_timeout_then_busy_is_retried(server_api: ServerApi, site_url: str) -> None:
+    """The page stops waiting for a slow request; the real service answers the next one 409 busy until the slow
+    one is done; the channel retries and gets its answer (and ignores the late one)."""
+
+    async def run() -> None:
+        slow = {"GET /api/version": 2.5}
+        async with service_world(server_api, delay=slow) as world, browser_page(world.central, site_url) as b:
+            got = await b.page.evaluate(
+                """async (pop) => {
+                  const ch = await import('./ohm-channel.js');
+                  const dev = await navigator.bluetooth.requestDevice({filters: [{namePrefix: "Ohm-"}]});
+                  const c = await ch.OhmChannel.open(dev);
+                  await c.handshake(pop);
+                  let first = null;
+                  try { await c.call({method: "GET", path: "/api/version"}, 500); } catch (e) { first = e.code; }
+                  const second = await c.rest("GET", "/api/hello");
+                  const third = await c.rest("GET", "/api/name");
+                  return {first, second, third};
+                }""",
+                world.pop,
+            )
+            assert got["first"] == "timeout"
+            assert got["second"] == {"message": "hello from the Ohm gateway"}
+            assert got["third"]["name"].startswith("Ohm")
 
     asyncio.run(run())
 
