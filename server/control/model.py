@@ -10,7 +10,6 @@ from typing import Any
 
 from server.devices.profile import Profile, WritableSpec
 
-from .arbitration import PRIORITY
 from .cron import CronError, parse_cron
 
 MAX_DURATION = 7 * 86400.0  # s; a longer hold is a setting, not an action
@@ -207,10 +206,3 @@ def check_value_spec(spec: WritableSpec, value: float) -> None:
 def matches(spec: WritableSpec, wanted: float, read: float) -> bool:
     """Whether a read-back value equals what was written, within one register count of resolution."""
     return abs(read - wanted) <= abs(spec.scale) / 2 + 1e-9
-
-
-def source_ok(source: str) -> str:
-    """The source if it is a known priority (ValueError otherwise)."""
-    if source not in PRIORITY:
-        raise ValueError(f"unknown source {source!r}")
-    return source

@@ -85,6 +85,7 @@ class ControlService:
         self._waiters: dict[str, list[Settled]] = {}
         self._lane = engine.lane("control.store", cls=TaskClass.CONTROL)
         self.counters = {"applied": 0, "failed": 0, "reverted": 0, "conflicts": 0}
+        self._value_listeners: list[Callable[[str, str, float], None]] = []
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -214,6 +215,17 @@ class ControlService:
                     }
                 )
         return out
+
+    def on_value(self, listener: Callable[[str, str, float], None]) -> None:
+        """Call `listener(device, point, value)` whenever a write or revert was confirmed by read-back."""
+        self._value_listeners.append(listener)
+
+    def _value_taken(self, action: Action, value: float) -> None:
+        for listener in list(self._value_listeners):
+            try:
+                listener(action.device, action.point, value)
+            except Exception:  # a broken listener (e.g. a dropped HA connection) must not break the action
+                log.exception("control: value listener failed")
 
     def holder(self, device: str, point: str) -> Hold | None:
         """Who holds a point now."""
@@ -351,6 +363,7 @@ class ControlService:
                 self._settle(action)
                 return
             self.counters["applied"] += 1
+            self._value_taken(action, action.value)
             action.result = "ok"
             self._audit_update(action, result="ok")
             cancel_by = action.extra.get("cancel")
@@ -403,6 +416,8 @@ class ControlService:
             return
         with self._lock:
             self.counters["reverted"] += 1
+            if value is not None:
+                self._value_taken(action, value)
             final = action.extra.get("final", REVERTED)
             note = f"reverted to {value:g} ({why})"
             self._finish(action, final, action.result if final == FAILED else note)

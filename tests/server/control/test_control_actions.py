@@ -135,3 +135,11 @@ def test_timed_action_reverts_in_real_time(live_rig: Rig, sim: Simulator) -> Non
     assert limit_w(sim) == 4200
     live_rig.settled(action.id, "reverted")
     assert limit_w(sim) == 100000 and time.monotonic() - started >= 1.0
+
+
+def test_no_write_without_a_persisted_revert(rig: Rig, sim: Simulator) -> None:
+    rig.control.store.close()  # the store is gone (disk full, damaged): a timed action must not touch the device
+    action = rig.control.submit({"device": "inv", "point": POINT, "value": 3000, "duration_s": 60}, "a", "local")
+    failed = rig.settled(action.id, "failed")
+    assert "could not persist the revert" in failed.result
+    assert limit_w(sim) == 100000 and sim.written == {}
