@@ -4,11 +4,12 @@
 # serves the three dependency builds.
 #
 # Multi-arch: nothing here names an architecture. On amd64 and arm64 pip finds wheels on PyPI for every
-# pinned package. On armv7 (Raspberry Pi 2/3 32-bit) PyPI has no wheels for cryptography (Rust + OpenSSL),
-# cffi, dbus-fast (bless, Cython) and some C speed-ups (websockets, zeroconf, pyyaml): pip builds them from the
-# hash-pinned sdists with the toolchain stage. Debian's plain `rustc` (1.63) is too old for
-# cryptography, so the toolchain takes `rustc-web`/`cargo-web` (a current Rust that Debian 12 carries for
-# Firefox ESR). cryptoauthlib (ATECC608) is always built from its sdist with cmake (no USB HID support needed).
+# pinned package. On armv7 (Raspberry Pi 2/3 32-bit) PyPI has wheels for cryptography (manylinux_2_31),
+# websockets and zeroconf, but none for cffi, dbus-fast (bless) and pyyaml: pip builds those from the
+# hash-pinned sdists with the toolchain stage's C compiler (checked for the pins in the lock files with
+# `pip install --dry-run --only-binary=:all: --platform manylinux_2_31_armv7l ...`). If a future lock pins a
+# cryptography without an armv7 wheel, add Debian's `rustc-web cargo-web` (Rust >= 1.74) to the toolchain.
+# cryptoauthlib (ATECC608) has no wheels at all: it is built from its sdist with cmake, without USB HID.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -18,7 +19,7 @@ FROM ${PYTHON_IMAGE} AS toolchain
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        gcc g++ make cmake libc6-dev libffi-dev libssl-dev pkg-config rustc-web cargo-web \
+        gcc g++ make cmake libc6-dev libffi-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

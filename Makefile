@@ -56,7 +56,7 @@ PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras 
 lock: $(STAMP)
 	$(PIP_COMPILE) --upgrade -o requirements.lock pyproject.toml
 	$(PIP_COMPILE) --upgrade --extra atecc -c requirements.lock -o requirements-atecc.lock pyproject.toml
-	$(PIP_COMPILE) --upgrade --extra ble -c requirements.lock -o requirements-ble.lock pyproject.toml
+	$(PIP_COMPILE) --upgrade -c requirements.lock -o requirements-ble.lock pyproject.toml deploy/bluetooth.in
 
 # balena reads docker-compose.yml; the fleet's composition is docker-compose-balena.yml (balena's compose subset).
 # Push a clean copy of the committed tree with that file in place (needs the balena CLI, logged in).

@@ -2,11 +2,6 @@
 
 Every committed row survives kill -9 (WAL, synchronous=FULL). Bounds by bytes and age drop
 the oldest telemetry first (command results are kept), and the drops are counted for good.
-
-The `journal` table holds readings taken but not yet signed into a batch, written at poll time
-(synchronous=NORMAL: survives kill -9; a power cut may lose the journal rows since the last FULL
-commit, which the next batch commit makes durable). A batch is stored and its journal rows are
-deleted in one transaction, so a reading is never both batched and still journaled.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ CREATE INDEX IF NOT EXISTS outbox_prio_id ON outbox (prio, id);
 CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, exp REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY AUTOINCREMENT, rec TEXT NOT NULL);
 """
 
 
@@ -67,24 +61,13 @@ class OutboxStore:
         self._db.executescript(SCHEMA)
         self.bytes, self.rows = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
         self.dropped = int(self.get_meta("dropped", "0"))
-        self.journal_rows = self._db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
 
     # ---- writing ----------------------------------------------------------------------
 
     def put(
-        self,
-        topic: str,
-        payload: bytes | str,
-        *,
-        prio: int = PRIO_LIVE,
-        now: float,
-        meta: dict[str, Any] | None = None,
-        journal_upto: int | None = None,
+        self, topic: str, payload: bytes | str, *, prio: int = PRIO_LIVE, now: float, meta: dict[str, Any] | None = None
     ) -> tuple[int, int]:
-        """Queue a message and update `meta` in the same transaction; returns (row id, rows dropped now).
-
-        `journal_upto`: also delete the journal rows up to that id (the readings this message carries).
-        """
+        """Queue a message and update `meta` in the same transaction; returns (row id, rows dropped now)."""
         data = payload.encode() if isinstance(payload, str) else payload
         size = len(data) + len(topic)
         with self._lock, self._tx() as db:
@@ -94,33 +77,10 @@ class OutboxStore:
             ).lastrowid
             for key, value in (meta or {}).items():
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-            if journal_upto is not None:
-                gone = db.execute("DELETE FROM journal WHERE id <= ?", (journal_upto,)).rowcount
-                self.journal_rows -= max(0, gone)
             self.bytes += size
             self.rows += 1
             dropped = self._enforce(db, now)
         return int(row_id or 0), dropped
-
-    def journal_add(self, records: list[dict[str, Any]]) -> None:
-        """Journal readings not yet batched, in one transaction that survives kill -9 (not a power cut)."""
-        if not records:
-            return
-        with self._lock:
-            # NORMAL for this commit only: no fsync per poll (SD card wear); WAL keeps it across a process crash.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._tx() as db:
-                    db.executemany("INSERT INTO journal (rec) VALUES (?)", [(json.dumps(r),) for r in records])
-                self.journal_rows += len(records)
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
-
-    def journal_take(self, limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        """The oldest `limit` journaled readings and the id of the last one (None if the journal is empty)."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, rec FROM journal ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[1]) for r in rows], (rows[-1][0] if rows else None)
 
     def _enforce(self, db: sqlite3.Connection, now: float) -> int:
         """Drop telemetry older than max_age, then the oldest until under max_bytes; count the drops."""
