@@ -1,11 +1,14 @@
-"""Fixtures for the client tests: a real gateway with its API on loopback, client/ served on loopback."""
+"""Fixtures for the client tests: a real gateway with its API on loopback (optionally with Wi-Fi on
+NetworkManager's mock), client/ served on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from server.devices import attach as devices
 from server.gateway import Gateway
 from server.uplink.broker import free_port
 from tests.client.harness import chromium_available, static_site
+from tests.server.wifi.privatebus import MockNM, mock_nm  # noqa: F401 - NetworkManager (dbusmock) on a private bus
 from tests.support import wait_for
 
 
@@ -30,19 +34,21 @@ class ServerApi:
     admin: str
 
 
-@pytest.fixture
-def server_api(tmp_path: Path) -> Iterator[ServerApi]:
-    """A real `server` gateway (devices, identity, audit, API) with the API on 127.0.0.1 and a free port."""
+@contextlib.contextmanager
+def running_gateway(data_dir: Path, services: list[Any], **settings: Any) -> Iterator[ServerApi]:
+    """A real `server` gateway with the API on 127.0.0.1 and a free port (no dashboard WebSocket, no mDNS)."""
     port = free_port()
     overrides = {
-        "data_dir": tmp_path / "gw",
+        "data_dir": data_dir,
         "stats_interval": 0,
         "identity.backend": "software",
         "api.host": "127.0.0.1",
         "api.port": port,
-        "api.ws_port": 0,  # no dashboard WebSocket: its default port is fixed
+        "api.ws_port": 0,  # its default port is fixed
+        "mdns.enabled": False,
+        **settings,
     }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, api])
+    gw = Gateway(load(None, env={}, overrides=overrides), services=services)
     try:
         gw.start()
         gw.engine.start_thread()
@@ -52,6 +58,25 @@ def server_api(tmp_path: Path) -> Iterator[ServerApi]:
     finally:
         gw.stop()
         gw.engine.wait_stopped(5)
+
+
+@pytest.fixture
+def server_api(tmp_path: Path) -> Iterator[ServerApi]:
+    """Devices, identity, audit and the API; no system service (Wi-Fi, owner, provisioning answered elsewhere)."""
+    with running_gateway(tmp_path / "gw", [audit, devices, identity, api]) as server:
+        yield server
+
+
+@pytest.fixture
+def system_api(tmp_path: Path, mock_nm: MockNM) -> Iterator[ServerApi]:  # noqa: F811 - the fixture
+    """Also the system service (owner, provisioning window, Wi-Fi) on NetworkManager's mock with two networks."""
+    from server.api.system_service import attach as system
+
+    mock_nm.add_ap("ap1", "HomeNet", 80)
+    mock_nm.add_ap("ap2", "Cafe", 30, security=0)
+    services = [audit, devices, identity, system, api]
+    with running_gateway(tmp_path / "gw", services, **{"system.dbus_address": mock_nm.address}) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
