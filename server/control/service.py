@@ -22,7 +22,7 @@ from server.bus import Bus, DeviceEvent
 from server.devices.profile import ProfileError, WritableSpec, load_profile
 from server.engine import Duplicate, Engine, EngineStopped, Outcome, Task, TaskClass
 
-from .arbitration import PRIORITY, Hold, arbitrate
+from .arbitration import PRIORITY, Hold, arbitrate, describe
 from .cron import parse_cron
 from .model import (
     ACTIVE,
@@ -42,10 +42,10 @@ from .model import (
     Invalid,
     check_value,
     fit,
-    matches,
     parse_request,
 )
 from .store import ActionStore
+from .writer import CheckedWriter
 
 if TYPE_CHECKING:
     from server.gateway import Gateway
@@ -77,7 +77,6 @@ class ControlService:
         self.services = services  # gateway.services: devices and audit are looked up when needed
         self.store = store
         self.tz = tz
-        self.retry_gap = retry_gap
         self._lock = threading.RLock()
         self._actions: dict[str, Action] = {}  # open actions
         self._recent: deque[Action] = deque(maxlen=KEEP_RECENT)
@@ -85,7 +84,17 @@ class ControlService:
         self._waiters: dict[str, list[Settled]] = {}
         self._lane = engine.lane("control.store", cls=TaskClass.CONTROL)
         self.counters = {"applied": 0, "failed": 0, "reverted": 0, "conflicts": 0}
+        self.writer = CheckedWriter(engine, self._devices, retry_gap)
         self._value_listeners: list[Callable[[str, str, float], None]] = []
+
+    @property
+    def retry_gap(self) -> float:
+        """Seconds between write attempts (times the attempt); reverts back off from it too."""
+        return self.writer.retry_gap
+
+    @retry_gap.setter
+    def retry_gap(self, value: float) -> None:
+        self.writer.retry_gap = value
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -151,12 +160,12 @@ class ControlService:
             return action
 
     def renew(self, who: str, action_id: str | None = None) -> list[Action]:
-        """Extend the lease of backend actions (one, or all of them); the watchdog reverts unrenewed ones."""
+        """Extend the leases `who` holds (all, or one); the watchdog reverts those not renewed in time."""
         now = self._wall()
         renewed = []
         with self._lock:
             for action in list(self._actions.values()):
-                if action.lease_s is None or action.state not in (APPLYING, ACTIVE):
+                if action.lease_s is None or action.state not in (APPLYING, ACTIVE) or action.who != who:
                     continue
                 if action_id is not None and action.id != action_id:
                     continue
@@ -280,6 +289,11 @@ class ControlService:
         key = (action.device, action.point)
         with self._lock:
             hold = self._holds.get(key)
+            reverting = self._actions.get(hold.action_id) if hold is not None else None
+            if reverting is not None and reverting.state == REVERTING:
+                # Its undo write is on its way to the device; a new value now could land before it.
+                self.counters["conflicts"] += 1
+                raise Conflict(f"{describe(hold)}: being reverted right now; try again in a moment")
             decision = arbitrate(hold, action.who, action.source)
             if not decision.allowed:
                 self.counters["conflicts"] += 1
@@ -494,60 +508,14 @@ class ControlService:
 
     # ---- read-back write -----------------------------------------------------------------
 
-    def _write_checked(
-        self, action: Action, value: float, done: Callable[[str | None], None], attempt: int = 0
-    ) -> None:
-        """Write `value`, read it back, retry per the profile's quirks; `done(None)` or `done(reason)`."""
+    def _write_checked(self, action: Action, value: float, done: Callable[[str | None], None]) -> None:
+        """Write `value` to the action's point with read-back and retries (see writer.py)."""
         spec = self._spec_quiet(action)
         if spec is None:
             done("the device or its point is gone")
             return
-        profile = load_profile(self._devices().get(action.device).profile)
-        quirks = profile.quirks
-
-        def retry(reason: str) -> None:
-            if attempt < quirks.write_retries:
-                log.info("control: %s on %s: %s; retrying", spec.name, action.device, reason)
-                delay = self.retry_gap * (attempt + 1) + quirks.connect_delay
-                self._task(
-                    lambda now: self._write_checked(action, value, done, attempt + 1), "control.retry", delay=delay
-                )
-            else:
-                done(reason)
-
-        def read_back(outcome: Outcome[Any]) -> None:
-            if not outcome.ok:
-                retry(f"read-back failed: {_reason(outcome.error)}")
-                return
-            got = outcome.value.get("value")
-            got = None if got is None else got * spec.scale
-            if got is None or not matches(spec, value, got):
-                retry(f"read-back mismatch: wrote {value:g}, device reports {got if got is None else f'{got:g}'}")
-                return
-            done(None)
-
-        def written(outcome: Outcome[Any]) -> None:
-            if not outcome.ok:
-                retry(_reason(outcome.error))
-                return
-
-            def read(now: float = 0.0) -> None:
-                try:
-                    self._devices().read_raw(
-                        action.device, 3, spec.address, spec.count, read_back, type=spec.type, words=spec.words
-                    )
-                except (ValueError, KeyError) as exc:
-                    done(str(exc))
-
-            if quirks.write_settle > 0:
-                self._task(read, "control.readback", delay=quirks.write_settle)
-            else:
-                read()
-
-        try:
-            self._devices().write_raw(action.device, spec.address, value, written)
-        except (ValueError, KeyError) as exc:  # WriteRejected, DeviceConfigError (disabled)
-            done(str(exc))
+        quirks = load_profile(self._devices().get(action.device).profile).quirks
+        self.writer.write(action.device, spec, quirks, value, done)
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -718,12 +686,6 @@ class ControlService:
         audit = self._audit()
         if audit is not None and action.audit_id is not None:
             audit.update(action.audit_id, result=result, revert=revert)
-
-
-def _reason(error: BaseException | None) -> str:
-    from server.devices.commands import io_reason
-
-    return io_reason(error)
 
 
 def attach(gateway: Gateway) -> None:

@@ -144,3 +144,20 @@ def test_restart_after_a_crash_between_persisting_and_writing(tmp_path: Path, si
         second.gateway.engine.start_thread()
         second.gateway.stop()
         second.gateway.engine.wait_stopped(5)
+
+
+def test_a_point_being_reverted_takes_no_new_value(rig: Rig, sim: Simulator) -> None:
+    from modbus_slave.faults import Fault
+
+    action = rig.control.submit({"device": "inv", "point": POINT, "value": 700, "duration_s": 10}, "a", "local")
+    rig.settled(action.id, "active")
+    sim.set_fault(Fault("exception", 6))  # busy: the revert keeps failing and retrying
+    rig.advance(10)
+    rig.pump(lambda: rig.state(action.id) == "reverting" and rig.control.get(action.id).extra.get("revert_attempts"))
+    with pytest.raises(Conflict, match="being reverted right now"):
+        rig.control.submit({"device": "inv", "point": POINT, "value": 1}, "a", "local")
+    assert [e.detail["phase"] for e in rig.events if e.kind == "control_failed"] == ["revert"]  # reported once
+    sim.set_fault(None)
+    rig.settled(action.id, "reverted")
+    assert limit_w(sim) == 100000
+    assert rig.control.renew("a") == []  # nothing leased
