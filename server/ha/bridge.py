@@ -54,6 +54,9 @@ class HaBridge:
         """Connect in the background (paho reconnects by itself) and follow the bus."""
         self.gateway.bus.on_snapshot(self._on_snapshot)
         self.gateway.bus.on_event(self._on_event)
+        control = (self.gateway.services or {}).get("control")
+        if control is not None:
+            control.on_value(self._point_changed)  # any owner's confirmed writes and reverts, not only HA's
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         return self
@@ -146,6 +149,16 @@ class HaBridge:
         for topic in topics:
             self.client.publish(topic, b"", qos=1, retain=True)
 
+    def _point_changed(self, device: str, point: str, value: float) -> None:
+        if not self.connected.is_set():
+            return
+        try:
+            profile = load_profile(self.gateway.services["devices"].get(device).profile)
+            spec = next(w for w in profile.writable if w.name == point)
+        except (KeyError, StopIteration, ProfileError):
+            return
+        self.client.publish(self.topics.point_state(device, point), point_state(spec, value), qos=1, retain=True)
+
     # ---- commands ---------------------------------------------------------------------------
 
     def _command(self, device: str, point: str, payload: bytes) -> None:
@@ -160,13 +173,7 @@ class HaBridge:
             if control is None:
                 raise Invalid("the control service is not running")
 
-            def settled(action: dict[str, Any]) -> None:
-                if action["state"] in ("done", "active"):
-                    self.client.publish(
-                        self.topics.point_state(device, point), point_state(spec, value), qos=1, retain=True
-                    )
-
-            control.submit({"device": device, "point": point, "value": value}, WHO, "local", on_settled=settled)
+            control.submit({"device": device, "point": point, "value": value}, WHO, "local")
         except (Invalid, Conflict, ValueError, KeyError, StopIteration, ProfileError) as exc:
             self.counters["refused"] += 1
             log.warning("Home Assistant set of %s on %s refused: %s", point, device, exc)
