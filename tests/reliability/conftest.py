@@ -1,0 +1,147 @@
+"""Fixtures of the reliability suite: fault proxies, in-process gateways, consumers, a simulator."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.bus import Point, Snapshot
+from server.config import load
+from server.consumer import Consumer, ConsumerStore
+from server.consumer.consumer import ConsumerSettings
+from server.crypto.service import attach as identity
+from server.gateway import Gateway
+from server.outbox.service import attach as outbox
+from server.telemetry.service import attach as telemetry
+from server.uplink.service import attach as uplink
+from tests.support import wait_for
+
+from .proxy import LinkProxy
+
+# CI compresses time: the patterns' minutes become fractions of a second (make soak raises it).
+SCALE = float(os.environ.get("OHM_RELIABILITY_SCALE", "0.01"))
+
+
+def snap(device: str, i: int) -> Snapshot:
+    """A reading whose counter `n` shows order and loss."""
+    return Snapshot(device, time.time(), time.monotonic(), True, {"p": Point(float(i), "W"), "n": Point(i, "")})
+
+
+class Feeder:
+    """Publishes numbered snapshots on a gateway's bus from a thread, at `rate` per second."""
+
+    def __init__(self, gw: Gateway, device: str = "inv1", rate: float = 100.0) -> None:
+        self.gw, self.device, self.rate = gw, device, rate
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1 / self.rate):
+            self.gw.bus.publish(snap(self.device, self.sent))
+            self.sent += 1
+
+    def start(self) -> Feeder:
+        """Begin publishing."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop; returns how many were published."""
+        self._stop.set()
+        self._thread.join(5)
+        return self.sent
+
+
+@pytest.fixture
+def proxy_factory() -> Iterator[Callable[[int], LinkProxy]]:
+    made: list[LinkProxy] = []
+
+    def make(upstream_port: int) -> LinkProxy:
+        p = LinkProxy(upstream_port).start()
+        made.append(p)
+        return p
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            p.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    """In-process gateways with identity, outbox, telemetry and uplink to 127.0.0.1:`port` (0 = no uplink)."""
+    made: list[Gateway] = []
+
+    def make(port: int = 0, data: str = "gw", **settings: Any) -> Gateway:
+        overrides: dict[str, Any] = {
+            "data_dir": tmp_path / data,
+            "stats_interval": 0,
+            "telemetry.batch_interval": 0.1,
+            "mqtt.backoff_max": 1.0,
+            "identity.backend": "software",
+            "mqtt.host": "127.0.0.1" if port else "",
+            "mqtt.port": port or 1883,
+        }
+        overrides.update({k.replace("__", "."): v for k, v in settings.items()})
+        gw = Gateway(load(None, env={}, overrides=overrides), services=[identity, outbox, telemetry, uplink])
+        gw.start()
+        gw.engine.start_thread()
+        made.append(gw)
+        return gw
+
+    try:
+        yield make
+    finally:
+        for gw in made:
+            gw.stop()
+            gw.engine.wait_stopped(5)
+
+
+@pytest.fixture
+def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
+    """Reference consumers (verify, de-duplicate, store) connected straight to a broker."""
+    made: list[Consumer] = []
+
+    def make(broker: Any, **kw: Any) -> Consumer:
+        store = ConsumerStore(tmp_path / f"consumer{len(made)}.sqlite")
+        c = Consumer(ConsumerSettings(port=broker.port, client_id=f"rel-consumer{len(made)}", **kw), store).start()
+        made.append(c)
+        wait_for(c.connected.is_set, 5)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()
+            c.store.close()
+
+
+def report(test: str, **figures: Any) -> None:
+    """Print measured figures (shown with -s) and append them to $OHM_RELIABILITY_REPORT as a JSON line."""
+    import json
+
+    line = json.dumps({"test": test, **figures}, default=str)
+    print(f"RELIABILITY {line}")
+    path = os.environ.get("OHM_RELIABILITY_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def resources() -> dict[str, int]:
+    """Threads, open file descriptors and resident memory (kB) of this process."""
+    rss = 0
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return {"threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd")), "rss_kb": rss}
