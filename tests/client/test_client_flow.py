@@ -123,11 +123,16 @@ async def find_and_prove(page: Any, code: str) -> None:
     await page.click("#pop-btn")
 
 
-def http_get(server: ServerApi, path: str) -> Any:
-    """GET a JSON document from the server's API with the admin token."""
-    req = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {server.admin}"})
+def http_call(server: ServerApi, method: str, path: str) -> Any:
+    """Call the server's API with the admin token; the JSON answer."""
+    req = urllib.request.Request(server.url + path, method=method, headers={"Authorization": f"Bearer {server.admin}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def http_get(server: ServerApi, path: str) -> Any:
+    """GET a JSON document from the server's API with the admin token."""
+    return http_call(server, "GET", path)
 
 
 def devs_id(server: ServerApi) -> str:
@@ -249,8 +254,12 @@ def test_wrong_pop_is_explained(server_api: ServerApi, site_url: str) -> None:
     asyncio.run(run())
 
 
-def test_closed_window_and_cancelled_chooser(server_api: ServerApi, site_url: str) -> None:
-    """Window closed (real service): say how to open it. Chooser closed without a pick: say so."""
+def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site_url: str) -> None:
+    """The server's provisioning window closed (real service and server): say how to open it. Chooser closed
+    without a pick: say so."""
+    server_api = system_api
+    http_call(server_api, "DELETE", "/api/provisioning/window")
+    assert http_call(server_api, "GET", "/api/provisioning")["window_open"] is False
 
     async def run() -> None:
         async with service_world(server_api, window_open=False) as world, browser_page(world.central, site_url) as b:
@@ -265,6 +274,7 @@ def test_closed_window_and_cancelled_chooser(server_api: ServerApi, site_url: st
                 "document.getElementById('status').textContent.includes('setup window is closed')", timeout=TIMEOUT
             )
             assert await page.is_hidden("#wifi")
+            assert world.standins.answered == []  # the closed window came from the server itself
 
     asyncio.run(run())
 
