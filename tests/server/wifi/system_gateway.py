@@ -20,8 +20,10 @@ from tests.support import wait_for
 
 
 @contextmanager
-def system_gateway(data_dir: Path, env: dict[str, str] | None = None, **overrides: Any) -> Iterator[Api]:
-    """Start audit, identity, system and API (127.0.0.1, free port; mDNS and the WebSocket off unless asked)."""
+def system_gateway(
+    data_dir: Path, env: dict[str, str] | None = None, extra: tuple[Any, ...] = (), **overrides: Any
+) -> Iterator[Api]:
+    """Start audit, identity, `extra`, system and API (127.0.0.1, free port; mDNS and WebSocket off unless asked)."""
     settings: dict[str, Any] = {
         "data_dir": data_dir,
         "stats_interval": 0,
@@ -33,7 +35,7 @@ def system_gateway(data_dir: Path, env: dict[str, str] | None = None, **override
     if "api.ws_port" in FIELDS_BY_KEY:
         settings["api.ws_port"] = 0  # the dashboard's WebSocket is not under test here
     settings.update(overrides)
-    gw = Gateway(load(None, env=env or {}, overrides=settings), services=[audit, identity, system, api])
+    gw = Gateway(load(None, env=env or {}, overrides=settings), services=[audit, identity, *extra, system, api])
     try:
         gw.start()
         gw.engine.start_thread()
