@@ -20,7 +20,7 @@ from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
 from server.uplink.broker import free_port
-from tests.client.harness import chromium_available, static_site
+from tests.client.harness import Site, chromium_available, static_site
 from tests.server.wifi.privatebus import MockNM, mock_nm  # noqa: F401 - NetworkManager (dbusmock) on a private bus
 from tests.support import wait_for
 
@@ -80,11 +80,16 @@ def system_api(tmp_path: Path, mock_nm: MockNM) -> Iterator[ServerApi]:  # noqa:
 
 
 @pytest.fixture(scope="session")
-def site_url() -> Iterator[str]:
-    """client/ on a loopback static HTTP server (127.0.0.1 is a secure context, so WebCrypto works)."""
+def site() -> Iterator[Site]:
+    """client/ on a loopback static HTTP server (127.0.0.1 is a secure context, so WebCrypto works) and one
+    headless chromium for the session."""
     if not chromium_available():
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; `make sysdeps` must install it in CI")
         pytest.skip("chromium is not installed (apt-get install chromium); `make test` installs it")
     with static_site() as url:
-        yield url
+        shared = Site(url)
+        try:
+            yield shared.start()
+        finally:
+            shared.close()

@@ -7,12 +7,14 @@ asyncio loop: Playwright's async API and bumble share it, so there is no thread 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import http.server
 import shutil
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,21 +84,65 @@ class Browser:
     console: list[str] = field(default_factory=list)
 
 
-@contextlib.asynccontextmanager
-async def browser_page(central: Central | None, url: str) -> AsyncIterator[Browser]:
-    """Launch chromium, open `url`; with a central, navigator.bluetooth is the shim wired to it."""
-    from playwright.async_api import async_playwright
+class Site:
+    """client/ on loopback and one chromium for the whole session; tests run their coroutines on its loop.
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    One browser (a fresh context per test) saves a chromium start per test; one loop holds Playwright's async API
+    and, in stand-in tests, bumble too.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="client-tests-loop", daemon=True)
+        self._pw: Any = None
+        self.browser: Any = None
+
+    def start(self) -> Site:
+        """Start the loop thread and chromium."""
+        from playwright.async_api import async_playwright
+
+        self._thread.start()
+        self._pw = self.run(async_playwright().start(), 60)
+        self.browser = self.run(
+            self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True), 60
+        )
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 180.0) -> Any:
+        """Run `coro` on the session's loop and wait for it (cancelled if it takes longer than `timeout`)."""
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            context = await browser.new_context(
-                viewport={"width": 412, "height": 915},  # a phone
-                device_scale_factor=1,
-                is_mobile=True,
-                has_touch=True,
-            )
-            await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise
+
+    def close(self) -> None:
+        """Close chromium and Playwright, stop the loop."""
+        try:
+            if self.browser is not None:
+                self.run(self.browser.close(), 30)
+            if self._pw is not None:
+                self.run(self._pw.stop(), 30)
+        finally:
+            if self._thread.is_alive():
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(10)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+    @contextlib.asynccontextmanager
+    async def page(self, central: Central | None = None) -> AsyncIterator[Browser]:
+        """A phone-sized page on the site; with a central, navigator.bluetooth is the shim wired to it."""
+        context = await self.browser.new_context(
+            viewport={"width": 412, "height": 915},
+            device_scale_factor=1,
+            is_mobile=True,
+            has_touch=True,
+        )
+        try:
+            await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.url.rstrip("/"))
             page = await context.new_page()
             out = Browser(page)
             page.on("console", lambda msg: out.console.append(f"{msg.type}: {msg.text}"))
@@ -105,13 +151,13 @@ async def browser_page(central: Central | None, url: str) -> AsyncIterator[Brows
                 await page.expose_function("__ohmBle", central.handle)
                 await page.add_init_script(path=str(SHIM))
                 central.page_call = page.evaluate
-            await page.goto(url)
+            await page.goto(self.url)
             await page.wait_for_selector("body[data-ready='1']", state="attached", timeout=10000)
             yield out
         finally:
             if central is not None:
                 central.page_call = None
-            await browser.close()
+            await context.close()
 
 
 async def screenshot(page: Any, name: str) -> None:

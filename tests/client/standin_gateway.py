@@ -13,7 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bumble.core import AdvertisingData
@@ -79,6 +79,7 @@ class StandinGateway:
         self.window = window
         self.sessions: dict[int, Session] = {}
         self.requests: list[dict[str, Any]] = []  # opened requests, for the test to check what crossed the air
+        self._tasks: set[asyncio.Task[None]] = set()
         self.rx = Characteristic(
             OHM_RX,
             Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
@@ -108,6 +109,18 @@ class StandinGateway:
             )
         )
         await self.device.start_advertising(auto_restart=True, advertising_interval_min=20.0)
+
+    async def stop(self) -> None:
+        """Cancel answers still being worked on, then power off."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.device.power_off()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _info(self, connection: Connection) -> bytes:
         return json.dumps({"v": 1, "name": self.device.name, "window": self.window, "id": "ohm-standin"}).encode()
@@ -139,7 +152,7 @@ class StandinGateway:
         if flags & 1:
             data = b"".join(sess.parts)
             sess.req, sess.parts, sess.size = None, [], 0
-            asyncio.get_running_loop().create_task(self._handle(connection, sess, req, data))
+            self._spawn(self._handle(connection, sess, req, data))
 
     def _send(self, connection: Connection, req: int, message: dict[str, Any]) -> None:
         data = json.dumps(message).encode()
@@ -151,7 +164,7 @@ class StandinGateway:
                 flags = 1 if i == len(chunks) - 1 else 0
                 await self.device.notify_subscriber(connection, self.tx, bytes([req, i, flags]) + part)
 
-        asyncio.get_running_loop().create_task(push())
+        self._spawn(push())
 
     # ---- messages --------------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from bluetooth.service import BleService
 from modbus_slave.server import Simulator
 from tests.client.central import Central
 from tests.client.conftest import ServerApi
-from tests.client.harness import browser_page, make_device, screenshot
+from tests.client.harness import Site, make_device, screenshot
 from tests.client.standin_api import Standins, standin_api
 from tests.client.standin_gateway import StandinGateway
 
@@ -111,7 +111,7 @@ async def standin_world(server: ServerApi, local: dict[str, Any], window: bool =
         yield World(gw, central)
     finally:
         await central.stop()
-        await gw.device.power_off()
+        await gw.stop()
         await central.device.power_off()
 
 
@@ -146,13 +146,13 @@ def status_text(page: Any) -> Any:
     return page.text_content("#status")
 
 
-def test_whole_setup_flow(system_api: ServerApi, site_url: str, sim: Simulator) -> None:
+def test_whole_setup_flow(system_api: ServerApi, site: Site, sim: Simulator) -> None:
     """All real: the BLE service, the server with Wi-Fi on NetworkManager's mock, the Modbus simulator. Find, PoP,
     Wi-Fi scan + join, owner, admin token, discovery scan, add device, live values."""
     server_api = system_api
 
     async def run() -> None:
-        async with service_world(server_api) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api) as world, site.page(world.central) as b:
             page = b.page
             await screenshot(page, "client-start.png")
             # Typed as a person might: lower case, with a dash; the page normalises it.
@@ -225,15 +225,15 @@ def test_whole_setup_flow(system_api: ServerApi, site_url: str, sim: Simulator) 
             wifi = await asyncio.to_thread(http_get, server_api, "/api/wifi")
             assert (wifi["ssid"], wifi["device_state"]) == ("HomeNet", "activated")
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_wrong_pop_is_explained(server_api: ServerApi, site_url: str) -> None:
+def test_wrong_pop_is_explained(server_api: ServerApi, site: Site) -> None:
     """A malformed code never leaves the page; a wrong one is refused with a clear message and unlocks nothing;
     a retry with the right code works."""
 
     async def run() -> None:
-        async with service_world(server_api) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api) as world, site.page(world.central) as b:
             page = b.page
             await find_and_prove(page, "12345")
             await page.wait_for_selector("#status.error", timeout=TIMEOUT)
@@ -251,10 +251,10 @@ def test_wrong_pop_is_explained(server_api: ServerApi, site_url: str) -> None:
             await page.click("#pop-btn")
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site_url: str) -> None:
+def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site: Site) -> None:
     """The server's provisioning window closed (real service and server): say how to open it. Chooser closed
     without a pick: say so."""
     server_api = system_api
@@ -262,7 +262,7 @@ def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site_url: st
     assert http_call(server_api, "GET", "/api/provisioning")["window_open"] is False
 
     async def run() -> None:
-        async with service_world(server_api, window_open=False) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api, window_open=False) as world, site.page(world.central) as b:
             page = b.page
             world.central.cancel_chooser = True
             await page.click("#find-btn")
@@ -276,16 +276,16 @@ def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site_url: st
             assert await page.is_hidden("#wifi")
             assert world.standins.answered == []  # the closed window came from the server itself
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
+def test_disconnect_mid_request(server_api: ServerApi, site: Site) -> None:
     """The gateway drops the link while a Wi-Fi scan is running: the page says so and offers to find it again."""
 
     async def run() -> None:
         async with (
             standin_world(server_api, {"op:wifi_scan": slow_wifi_scan}) as world,
-            browser_page(world.central, site_url) as b,
+            site.page(world.central) as b,
         ):
             page = b.page
             await find_and_prove(page, POP)
@@ -309,16 +309,16 @@ def test_disconnect_mid_request(server_api: ServerApi, site_url: str) -> None:
             await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
             assert "disconnected" not in await status_text(page)
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_timeout_then_busy_is_retried(server_api: ServerApi, site_url: str) -> None:
+def test_timeout_then_busy_is_retried(server_api: ServerApi, site: Site) -> None:
     """The page stops waiting for a slow request; the real service answers the next one 409 busy until the slow
     one is done; the channel retries and gets its answer (and ignores the late one)."""
 
     async def run() -> None:
         slow = {"GET /api/version": 2.5}
-        async with service_world(server_api, delay=slow) as world, browser_page(world.central, site_url) as b:
+        async with service_world(server_api, delay=slow) as world, site.page(world.central) as b:
             got = await b.page.evaluate(
                 """async (pop) => {
                   const ch = await import('./ohm-channel.js');
@@ -337,14 +337,14 @@ def test_timeout_then_busy_is_retried(server_api: ServerApi, site_url: str) -> N
             assert got["second"] == {"message": "hello from the Ohm gateway"}
             assert got["third"]["name"].startswith("Ohm")
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_no_web_bluetooth_points_elsewhere(site_url: str) -> None:
+def test_no_web_bluetooth_points_elsewhere(site: Site) -> None:
     """Without navigator.bluetooth (iOS Safari, Firefox): explain, point to Chrome/Edge or an Improv app."""
 
     async def run() -> None:
-        async with browser_page(None, site_url) as b:
+        async with site.page() as b:
             page = b.page
             assert await page.is_visible("#unsupported")
             assert await page.is_hidden("#find")
@@ -353,4 +353,4 @@ def test_no_web_bluetooth_points_elsewhere(site_url: str) -> None:
                 assert words in text
             await screenshot(page, "client-unsupported.png")
 
-    asyncio.run(run())
+    site.run(run())

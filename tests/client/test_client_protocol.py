@@ -3,7 +3,6 @@ checked against Python's `cryptography` (so both ends of protocol v1 agree byte 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.client.harness import browser_page
+from tests.client.harness import Site
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +35,9 @@ async def js(page: Any, body: str, arg: Any = None) -> Any:
     return await page.evaluate(f"async (arg) => {{ {IMPORT} const ch = window.ch; {body} }}", arg)
 
 
-def test_framing_reassembly_and_pop_normalisation(site_url: str) -> None:
+def test_framing_reassembly_and_pop_normalisation(site: Site) -> None:
     async def run() -> None:
-        async with browser_page(None, site_url) as b:
+        async with site.page() as b:
             got = await js(
                 b.page,
                 """
@@ -77,15 +76,15 @@ def test_framing_reassembly_and_pop_normalisation(site_url: str) -> None:
                 ["ABCDEFGHJU", False],  # U is not Crockford base32
             ]
 
-    asyncio.run(run())
+    site.run(run())
 
 
-def test_webcrypto_session_matches_python(site_url: str) -> None:
+def test_webcrypto_session_matches_python(site: Site) -> None:
     """ECDH + HKDF(info = 'ohm-ble-v1|' + pop) + AES-GCM(nonce = dir || counter, AAD = req) on both sides."""
     pop = "7K3M9QXR2D"
 
     async def run() -> None:
-        async with browser_page(None, site_url) as b:
+        async with site.page() as b:
             page = b.page
             central_pub = await js(page, "window.kp = await ch.makeKeyPair(); return ch.b64url(window.kp.pub);")
             priv = ec.generate_private_key(ec.SECP256R1())
@@ -137,4 +136,4 @@ def test_webcrypto_session_matches_python(site_url: str) -> None:
                 "ownDirection": "bad_box",
             }
 
-    asyncio.run(run())
+    site.run(run())
