@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from bumble.core import UUID, AdvertisingData
@@ -33,13 +34,28 @@ class ChannelError(Exception):
         self.reply = reply
 
 
-async def scan(device: Device, prefix: str = NAME_PREFIX, timeout: float = 10.0) -> Advertisement:
-    """The first advertisement whose local name starts with `prefix`."""
+def has_name_prefix(prefix: str) -> Callable[[Advertisement], bool]:
+    """Match advertisements whose local name starts with `prefix` (how clients find a gateway)."""
+
+    def match(adv: Advertisement) -> bool:
+        name = adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
+        return isinstance(name, str) and name.startswith(prefix)
+
+    return match
+
+
+async def scan(
+    device: Device,
+    prefix: str = NAME_PREFIX,
+    timeout: float = 10.0,
+    match: Callable[[Advertisement], bool] | None = None,
+) -> Advertisement:
+    """The first advertisement whose local name starts with `prefix` (or that `match` accepts)."""
     found: asyncio.Future[Advertisement] = asyncio.get_running_loop().create_future()
+    accept = match or has_name_prefix(prefix)
 
     def on_advertisement(adv: Advertisement) -> None:
-        name = adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
-        if isinstance(name, str) and name.startswith(prefix) and not found.done():
+        if accept(adv) and not found.done():
             found.set_result(adv)
 
     device.on("advertisement", on_advertisement)

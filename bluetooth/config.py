@@ -23,6 +23,14 @@ FIELDS: tuple[Field, ...] = (
         "ble.transport", str, "usb:0", "bumble HCI transport, e.g. usb:0, serial:/dev/ttyUSB0, tcp-client:127.0.0.1:P"
     ),
     Field("ble.adapter", str, "hci0", "BlueZ adapter for bless"),
+    Field(
+        "ble.advert_cycle",
+        float,
+        1.0,
+        "seconds between the two advertisements (name / Improv UUID) when 31 bytes hold not both (0 = no cycling)",
+        min=0,
+        max=10,
+    ),
     Field("ble.poll_interval", float, 2.0, "seconds between reads of the server's provisioning state", min=0.2, max=60),
     Field("ble.local_window", float, 300.0, "window length when the server has no provisioning API", min=10, max=3600),
     Field("ble.button_pin", int, -1, "BCM GPIO pin of the provisioning button (-1 = none)", min=-1, max=1023),
@@ -43,6 +51,7 @@ class Settings:
     backend: str
     transport: str
     adapter: str
+    advert_cycle: float
     poll_interval: float
     local_window: float
     button_pin: int

@@ -49,19 +49,31 @@ class ServiceDef:
     chars: tuple[CharDef, ...]
 
 
+def _uuid128(uuid: str) -> bytes:
+    return bytes.fromhex(uuid.replace("-", ""))[::-1]  # little-endian on air
+
+
 @dataclass(frozen=True)
 class Advert:
-    """What the gateway advertises: local name, 16-bit service data, and UUIDs for the scan response."""
+    """What the gateway advertises: local name, 16-bit service data, 128-bit service UUIDs.
+
+    `uuids` go into the advertising data itself; `scan_uuids` into the scan response. An empty name is left out.
+    """
 
     name: str
     service_data: dict[int, bytes] = field(default_factory=dict)
     scan_uuids: tuple[str, ...] = ()
+    uuids: tuple[str, ...] = ()
 
     def payload(self) -> bytes:
-        """The legacy advertising data (flags, name, service data); raises if it exceeds 31 bytes."""
+        """The legacy advertising data (flags, UUIDs, name, service data); raises if it exceeds 31 bytes."""
         out = bytearray(b"\x02\x01\x06")  # LE general discoverable, BR/EDR not supported
-        name = self.name.encode()
-        out += bytes([len(name) + 1, 0x09]) + name
+        if self.uuids:
+            raw = b"".join(_uuid128(u) for u in self.uuids)
+            out += bytes([len(raw) + 1, 0x07]) + raw
+        if self.name:
+            name = self.name.encode()
+            out += bytes([len(name) + 1, 0x09]) + name
         for uuid16, data in self.service_data.items():
             out += bytes([len(data) + 3, 0x16]) + uuid16.to_bytes(2, "little") + data
         if len(out) > MAX_ADVERT:
@@ -72,10 +84,9 @@ class Advert:
         """The scan response: complete lists of 128-bit service UUIDs that fit in 31 bytes."""
         out = bytearray()
         for uuid in self.scan_uuids:
-            raw = bytes.fromhex(uuid.replace("-", ""))[::-1]
             if len(out) + 18 > MAX_ADVERT:
                 break
-            out += bytes([17, 0x07]) + raw
+            out += bytes([17, 0x07]) + _uuid128(uuid)
         return bytes(out)
 
 

@@ -100,6 +100,11 @@ class BleService:
         self.aio = AsyncioThread()
         self._send_locks: dict[str, asyncio.Lock] = {}
         self._advertised: bytes | None = None
+        self._advert_lock = asyncio.Lock()
+        self._polling = False
+        self._reading_button = False
+        self._server_lost = False
+        self._phase = 0  # 0: name + service data, 1: Improv UUID + service data (cycled when both do not fit)
         self.button = (
             SysfsButton(settings.button_pin, settings.gpio_root, settings.button_active_low)
             if settings.button_pin >= 0
@@ -139,17 +144,30 @@ class BleService:
         return {"v": 1, "name": self.name, "window": state.open, "id": self.gateway_id[:40]}
 
     def advert(self) -> Advert:
-        """Name, Improv service data; the Improv service UUID in the scan response."""
+        """Name and Improv service data (the Improv service UUID in the scan response)."""
         data = iv.service_data(self.improv.state)
         return Advert(self.name, {IMPROV_SERVICE_DATA_UUID: data}, (IMPROV_SERVICE,))
 
+    def improv_advert(self) -> Advert:
+        """Improv service UUID and service data in one advertisement, as Improv 2.x requires (31 bytes: no name)."""
+        data = iv.service_data(self.improv.state)
+        return Advert("", {IMPROV_SERVICE_DATA_UUID: data}, uuids=(IMPROV_SERVICE,))
+
+    def _cycle(self, now: float) -> None:
+        self._phase ^= 1
+        self._refresh_advert()
+
     def _refresh_advert(self) -> None:
-        advert = self.advert()
-        payload = advert.payload()
-        if payload == self._advertised:
-            return
-        self._advertised = payload
-        self._on_loop(self.backend.set_advert(advert), "advertising")
+        self._on_loop(self._apply_advert(), "advertising")
+
+    async def _apply_advert(self) -> None:
+        # Built when applied and one at a time: two updates racing on the loop could leave an older state on air.
+        async with self._advert_lock:
+            advert = self.improv_advert() if self._phase else self.advert()
+            payload = advert.payload()
+            if payload != self._advertised:
+                self._advertised = payload
+                await self.backend.set_advert(advert)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -163,6 +181,8 @@ class BleService:
         self.aio.run(self.backend.start(SERVICES, advert, self)).result(30)
         log.info("BLE %s backend advertising as %s", self.backend.name, self.name)
         self.engine.every(self.settings.poll_interval, self._poll, kind="ble.poll", name="ble.poll", cls=CLS)
+        if self.settings.advert_cycle > 0 and self.backend.cycles_adverts:
+            self.engine.every(self.settings.advert_cycle, self._cycle, kind="ble.advert", name="ble.advert", cls=CLS)
         if self.button is not None:
             self.engine.every(0.1, self._poll_button, kind="ble.button", name="ble.button", cls=CLS)
         self.engine.start_thread("ohm-ble-engine")
@@ -205,15 +225,20 @@ class BleService:
 
     def _poll(self, now: float) -> None:
         self.window.tick(now)
+        if self._polling:
+            return  # the last poll still waits for the server: never pile blocking calls into the workers
+        self._polling = True
 
         def fetch() -> tuple[Reply, Reply | None]:
             crypto = None if self.gateway_id else self.forwarder.call("GET", "/api/crypto")
             return self.forwarder.call("GET", "/api/provisioning"), crypto
 
         def then(outcome: Any) -> None:
+            self._polling = False
             if not outcome.ok:
-                log.debug("provisioning state unavailable: %s", outcome.error)
+                self._server_down(outcome.error)
                 return
+            self._server_up()
             state, crypto = outcome.value
             if crypto is not None and self._take_id(crypto):
                 log.info("gateway id known; advertising as %s", self.name)
@@ -222,11 +247,25 @@ class BleService:
 
         self._offload(fetch, then)
 
+    def _server_down(self, error: BaseException) -> None:
+        if not self._server_lost:
+            self._server_lost = True
+            log.warning("server unreachable for the provisioning state (%s); retrying", getattr(error, "detail", error))
+
+    def _server_up(self) -> None:
+        if self._server_lost:
+            self._server_lost = False
+            log.info("server reachable again")
+
     def _poll_button(self, now: float) -> None:
         button = self.button
         assert button is not None
+        if self._reading_button:
+            return
+        self._reading_button = True
 
         def then(outcome: Any) -> None:
+            self._reading_button = False
             if outcome.ok and outcome.value:
                 self.press(self.engine.clock.monotonic())
 

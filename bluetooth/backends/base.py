@@ -33,6 +33,9 @@ class Backend(ABC):
     """A GATT server with advertising; every coroutine runs on the service's asyncio loop."""
 
     name: str = "?"
+    # True when the advertisement is legacy 31-byte data the service must cycle itself (Improv: service UUID and
+    # service data in one advertisement); BlueZ arranges advertisement and scan response on its own.
+    cycles_adverts: bool = False
 
     @abstractmethod
     async def start(self, services: tuple[ServiceDef, ...], advert: Advert, handler: Handler) -> None:

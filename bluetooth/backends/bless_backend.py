@@ -125,7 +125,7 @@ class BlessBackend(Backend):
         self._adverts += 1
         adv = BlueZLEAdvertisement(Type.PERIPHERAL, self._adverts, server.app)
         adv._local_name = advert.name
-        adv._service_uuids = list(advert.scan_uuids)
+        adv._service_uuids = list(dict.fromkeys(advert.uuids + advert.scan_uuids))
         adv._service_data = {_uuid16(k): Variant("ay", bytes(v)) for k, v in advert.service_data.items()}
         server.bus.export(adv.path, adv)
         await iface.call_register_advertisement(adv.path, {})

@@ -23,6 +23,7 @@ class BumbleBackend(Backend):
     """GATT server on a bumble Device; `link` (a bumble LocalLink) or `transport` (HCI spec) says where."""
 
     name = "bumble"
+    cycles_adverts = True
 
     def __init__(
         self,

@@ -70,6 +70,7 @@ def start_ble(data_dir: Path, server_url: str, **settings: Any) -> tuple[BleServ
     """Start a BleService on a fresh LocalLink and make a central on it (the caller stops the service)."""
     link = LocalLink()
     backend = BumbleBackend(link=link, advertising_interval=20.0)
+    settings.setdefault("advert_cycle", 0.3)  # both advertisements within a short scan
     cfg = load_ble(env={}, data_dir=data_dir, server_url=server_url, poll_interval=0.2, **settings)
     service = BleService(cfg, backend)
     service.start()

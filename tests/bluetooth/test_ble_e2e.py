@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bumble.core import AdvertisingData
 
 from bluetooth import improv as iv
 from bluetooth.central import Central, scan
-from bluetooth.gatt import IMPROV_ERROR, IMPROV_RPC, IMPROV_STATE, OHM_INFO
+from bluetooth.gatt import IMPROV_ERROR, IMPROV_RPC, IMPROV_SERVICE, IMPROV_STATE, OHM_INFO
 from tests.bluetooth.ble_support import Ble, Server, close_window, start_ble
 from tests.support import wait_for
 
@@ -21,9 +22,25 @@ def test_advertises_name_and_improv_service_data(ble: Ble) -> None:
     adv = ble.run(scan(ble.central))
     name = adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
     assert name == ble.service.name and name.startswith("Ohm-") and len(name) == 8
-    uuid, data = adv.data.get(AdvertisingData.SERVICE_DATA_16_BIT_UUID)
-    assert int(uuid) == 0x4677 if not hasattr(uuid, "to_hex_str") else uuid.to_hex_str() == "4677"
-    assert data == bytes([iv.State.AUTHORIZED, iv.CAPABILITIES, 0, 0, 0, 0])
+    authorized = bytes([iv.State.AUTHORIZED, iv.CAPABILITIES, 0, 0, 0, 0])
+    assert service_data(adv) == authorized
+    # Improv 2.x: service UUID and service data in the same advertisement (cycled with the named one).
+
+    def improv(adv: Any) -> bool:
+        uuids = adv.data.get(AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS) or []
+        return any(str(u).lower() == IMPROV_SERVICE for u in uuids)
+
+    other = ble.run(scan(ble.central, match=improv))
+    assert service_data(other) == authorized
+    assert len(ble.service.improv_advert().payload()) == 31
+
+
+def service_data(adv: Any) -> bytes | None:
+    """The payload of service data 4677 in an advertisement."""
+    for uuid, data in adv.data.get_all(AdvertisingData.SERVICE_DATA_16_BIT_UUID):
+        if str(uuid).upper().endswith("4677"):
+            return bytes(data)
+    return None
 
 
 @pytest.mark.parametrize("mtu", [23, 185, 517])
@@ -142,7 +159,7 @@ def test_disconnect_mid_request_keeps_service_running(ble: Ble) -> None:
 def test_window_closed_refuses_handshake_and_improv_wifi(ble: Ble, server: Server) -> None:
     close_window(ble, server)
     adv = ble.run(scan(ble.central))
-    wait_for(lambda: ble.run(scan(ble.central)).data.get(AdvertisingData.SERVICE_DATA_16_BIT_UUID)[1][0] == 1)
+    wait_for(lambda: service_data(ble.run(scan(ble.central)))[:1] == bytes([iv.State.AUTHORIZATION_REQUIRED]))
     central = ble.run(Central.connect(ble.central, adv.address, 185))
     reply = ble.run(central.exchange({"op": "hello", "v": 1, "pub": "x"}))
     assert reply["status"] == 403 and reply["error"] == "window_closed"
@@ -187,3 +204,39 @@ def test_gpio_button_opens_the_window(server: Server, tmp_path: Path) -> None:
         assert adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME) == service.name
     finally:
         service.stop()
+
+
+def test_a_hung_server_does_not_pile_up_polls(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    import time
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # accepts (the kernel does), never answers
+    port = hung.getsockname()[1]
+    service, _link, central = start_ble(
+        tmp_path / "data", f"http://127.0.0.1:{port}", gateway_id="ohm-test", http_timeout=3.0
+    )
+    accepted = []
+    try:
+        hung.settimeout(0.05)
+        deadline = time.monotonic() + 1.5  # about 7 poll intervals of 0.2 s
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(hung.accept()[0])
+            except TimeoutError:
+                pass
+        assert len(accepted) == 1, "a new poll started while the last one still waited"
+        assert not service.window.state.open  # never known: closed, the safe default
+        # BLE keeps answering meanwhile (reads never wait for the server).
+        adv = ble_run(service, scan(central))
+        assert adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME) == service.name
+    finally:
+        service.stop()
+        for conn in accepted:
+            conn.close()
+        hung.close()
+
+
+def ble_run(service: Any, coro: Any) -> Any:
+    return service.aio.run(coro).result(20)

@@ -17,7 +17,7 @@ from bluetooth.button import SysfsButton
 from bluetooth.channel import OhmChannel
 from bluetooth.config import load
 from bluetooth.forward import Forwarder, Reply
-from bluetooth.gatt import IMPROV_ERROR, IMPROV_RESULT, IMPROV_STATE, Advert
+from bluetooth.gatt import IMPROV_ERROR, IMPROV_RESULT, IMPROV_SERVICE, IMPROV_STATE, Advert
 from bluetooth.improv_service import ImprovHandler, scan_strings
 from bluetooth.lockout import Lockout
 from bluetooth.session import CentralSession, GatewaySession, SessionError, b64d, b64e
@@ -222,11 +222,16 @@ def test_window_from_server_and_local_fallback() -> None:
 
 
 def test_advert_fits_31_bytes() -> None:
-    advert = Advert(
-        "Ohm-1A2B", {0x4677: iv.service_data(iv.State.AUTHORIZED)}, ("00467768-6228-2272-4663-277478268000",)
-    )
+    improv_uuid = IMPROV_SERVICE
+    advert = Advert("Ohm-1A2B", {0x4677: iv.service_data(iv.State.AUTHORIZED)}, (improv_uuid,))
     assert len(advert.payload()) == 23
     assert len(advert.scan_response()) == 18
+    improv = Advert("", {0x4677: iv.service_data(iv.State.AUTHORIZED)}, uuids=(improv_uuid,)).payload()
+    assert (
+        len(improv) == 31
+        and improv[3:5] == bytes([17, 0x07])
+        and improv[5:21] == bytes.fromhex(improv_uuid.replace("-", ""))[::-1]
+    )
     with pytest.raises(ValueError, match="31"):
         Advert("Ohm-" + "x" * 20, {0x4677: bytes(6)}).payload()
 
