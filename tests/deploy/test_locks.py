@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,58 @@ def test_the_lock_inputs_are_where_make_lock_says() -> None:
     for name in LOCKS:
         assert f"-o {name}" in makefile, f"make lock does not write {name}"
     assert (ROOT / "deploy" / "bluetooth.in").is_file()
+
+
+# Image -> (packages copied into it, the lock its venv comes from).
+IMAGES = {
+    "server": (("server",), "requirements-atecc.lock"),
+    "bluetooth": (("server", "bluetooth"), "requirements-ble.lock"),
+    "modbus_slave": (("server", "modbus_slave"), "requirements.lock"),
+}
+# Module-level imports the image may lack on purpose: chosen at run time, never on the image's path.
+NOT_IN_IMAGE = {
+    ("bluetooth/central.py", "bumble"): "a test/dev BLE central, not run by the service",
+    ("bluetooth/backends/bumble_backend.py", "bumble"): "the bumble backend; the image runs bless (BlueZ)",
+}
+LOCAL = {"server", "bluetooth", "modbus_slave", "__future__"}
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Top-level distributions' import names a module needs just to be imported (try/except and lazy imports
+    inside functions are optional by construction)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in LOCAL}
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_module_level_import_is_in_the_image_lock(image: str) -> None:
+    packages, lock = IMAGES[image]
+    locked = set(pins(ROOT / lock))
+    providers = packages_distributions()
+    missing = []
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for name in module_level_imports(path):
+                if (rel, name) in NOT_IN_IMAGE:
+                    continue
+                dists = {canonical(d) for d in providers.get(name, [name])}
+                if not dists & locked:
+                    missing.append(f"{rel} imports {name} ({', '.join(sorted(dists))})")
+    assert not missing, f"not in {lock} (add to pyproject.toml, then make lock): " + "; ".join(missing)
+
+
+def test_the_import_scan_skips_optional_imports(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os\nimport yaml\nfrom paho.mqtt import client\ntry:\n    import cryptoauthlib\nexcept ImportError:\n"
+        "    pass\n\ndef f():\n    import bumble\n",
+        encoding="utf-8",
+    )
+    assert module_level_imports(module) == {"yaml", "paho"}
