@@ -96,7 +96,7 @@ async function findGateway() {
     const opened = await OhmChannel.open(device);
     channel = opened;
     opened.onDisconnect(() => opened === channel && onDisconnected());
-    const info = await channel.info().catch(() => ({}));
+    const info = opened.gatewayInfo;
     const name = info.name || device.name || "gateway";
     $("gateway-name").textContent = `Connected to ${name}.`;
     show("gateway-name");

@@ -12,6 +12,11 @@ export const NAME_PREFIX = "Ohm-";
 // commonly use (185): one write may carry MTU - 3 = 182 bytes, minus our 3-byte header leaves 179 bytes of payload.
 // Bigger chunks would need ATT long writes, which BlueZ/bless do not offer for our characteristic.
 export const CHUNK_PAYLOAD = 179;
+
+/** Payload bytes per chunk for a known ATT MTU (a gateway may report it in its info); 179 when unknown. */
+export function chunkPayloadFor(mtu) {
+  return Number.isInteger(mtu) && mtu >= 23 ? Math.min(mtu - 3, 512) - 3 : CHUNK_PAYLOAD;
+}
 export const MAX_MESSAGE = 60 * 1024;
 export const MAX_CHUNKS = 255;
 export const LAST = 0x01;
@@ -213,6 +218,7 @@ export class OhmChannel {
     this.infoChar = info;
     this.chunkPayload = options.chunkPayload || CHUNK_PAYLOAD;
     this.timeoutMs = options.timeoutMs || DEFAULT_TIMEOUT_MS;
+    this.gatewayInfo = {};
     this.reassembler = new Reassembler();
     this.nextReq = 1;
     this.pending = null; // {req, resolve, reject, timer}
@@ -244,6 +250,10 @@ export class OhmChannel {
     device.addEventListener("gattserverdisconnected", ch._onGone);
     tx.addEventListener("characteristicvaluechanged", ch._onValue);
     await tx.startNotifications();
+    ch.gatewayInfo = await ch.info().catch(() => ({}));
+    // A gateway that reports this connection's MTU gets chunks sized to it (smaller links keep working without
+    // ATT long writes); otherwise the 179-byte default.
+    if (!options.chunkPayload) ch.chunkPayload = chunkPayloadFor(ch.gatewayInfo.mtu);
     return ch;
   }
 

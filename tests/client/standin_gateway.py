@@ -69,6 +69,7 @@ class StandinGateway:
         admin_token: str,
         local: dict[str, Local] | None = None,
         window: bool = True,
+        report_mtu: bool = False,
     ) -> None:
         self.device = device
         self.pop = pop
@@ -77,6 +78,7 @@ class StandinGateway:
         # Answers for what the server does not offer yet, keyed "op:wifi_scan" or "POST /api/owner/initialize".
         self.local = dict(local or {})
         self.window = window
+        self.report_mtu = report_mtu
         self.sessions: dict[int, Session] = {}
         self.requests: list[dict[str, Any]] = []  # opened requests, for the test to check what crossed the air
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,7 +125,10 @@ class StandinGateway:
         task.add_done_callback(self._tasks.discard)
 
     def _info(self, connection: Connection) -> bytes:
-        return json.dumps({"v": 1, "name": self.device.name, "window": self.window, "id": "ohm-standin"}).encode()
+        info = {"v": 1, "name": self.device.name, "window": self.window, "id": "ohm-standin"}
+        if self.report_mtu:  # proposed addition to the info value: this connection's ATT MTU
+            info["mtu"] = connection.att_mtu
+        return json.dumps(info).encode()
 
     # ---- framing ---------------------------------------------------------------------------------------------
 

@@ -100,11 +100,21 @@ async def until(cond: Any, timeout: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def standin_world(server: ServerApi, local: dict[str, Any], window: bool = True) -> AsyncIterator[World]:
-    """A stand-in gateway peripheral advertising Ohm-1A2B and a central with MTU 185, on a LocalLink."""
+async def standin_world(
+    server: ServerApi, local: dict[str, Any], window: bool = True, mtu: int = 185, report_mtu: bool = False
+) -> AsyncIterator[World]:
+    """A stand-in gateway peripheral advertising Ohm-1A2B and a central negotiating `mtu`, on a LocalLink."""
     link = LocalLink()
-    gw = StandinGateway(make_device(link, 0, "Ohm-1A2B"), POP, server.url, server.admin, local=local, window=window)
-    central = Central(make_device(link, 1, "phone"), mtu=185)
+    gw = StandinGateway(
+        make_device(link, 0, "Ohm-1A2B"),
+        POP,
+        server.url,
+        server.admin,
+        local=local,
+        window=window,
+        report_mtu=report_mtu,
+    )
+    central = Central(make_device(link, 1, "phone"), mtu=mtu)
     try:
         await gw.start()
         await central.start()
@@ -336,6 +346,32 @@ def test_timeout_then_busy_is_retried(server_api: ServerApi, site: Site) -> None
             assert got["first"] == "timeout"
             assert got["second"] == {"message": "hello from the Ohm gateway"}
             assert got["third"]["name"].startswith("Ohm")
+
+    site.run(run())
+
+
+async def quick_wifi_scan(msg: dict[str, Any]) -> tuple[int, Any]:
+    """A Wi-Fi scan answer with enough networks to need several notifications at MTU 23."""
+    return 200, {"networks": [{"ssid": f"Net{i}", "signal": 90 - i, "security": "wpa2"} for i in range(8)]}
+
+
+def test_small_mtu_reported_by_the_gateway(server_api: ServerApi, site: Site) -> None:
+    """A gateway that reports the link's MTU in its info (proposed) gets chunks that fit MTU 23 with no long write."""
+
+    async def run() -> None:
+        local = {"op:wifi_scan": quick_wifi_scan}
+        async with (
+            standin_world(server_api, local, mtu=23, report_mtu=True) as world,
+            site.page(world.central) as b,
+        ):
+            page = b.page
+            await find_and_prove(page, POP)
+            await page.wait_for_selector("#wifi", state="visible", timeout=TIMEOUT)
+            await page.click("#wifi-scan-btn")
+            await page.wait_for_selector("#wifi-list button[data-ssid='Net7']", timeout=TIMEOUT)
+            writes = [raw for kind, raw in world.central.air if kind == "write"]
+            assert world.central.writes_over == [] and max(map(len, writes)) == 20
+            assert len(writes) > 10
 
     site.run(run())
 
