@@ -195,3 +195,21 @@ def test_simulator_health_check_and_sigterm_as_the_image_runs_them() -> None:
             proc.wait(10)
     with pytest.raises(OSError):  # nothing left listening
         socket.create_connection(("127.0.0.1", port), 1).close()
+
+
+def test_dockerignore_sends_only_what_the_images_copy() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "start from nothing, then allow what the images need (no data, keys or .env)"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    sources = set()
+    for stage in STAGES.values():
+        for arg in stage.all("COPY"):
+            if "--from=" in arg:
+                continue
+            sources |= {s.rstrip("/") for s in arg.split()[:-1]}
+    assert sources <= allowed, f"COPY sources the context would lack: {sorted(sources - allowed)}"
+    assert not {".env", "data", ".demo-data"} & allowed
