@@ -264,6 +264,30 @@ def test_wrong_pop_is_explained(server_api: ServerApi, site: Site) -> None:
     site.run(run())
 
 
+def test_too_many_wrong_codes_lock_the_gateway(server_api: ServerApi, site: Site) -> None:
+    """Five wrong codes: the (real) service refuses handshakes for a while, and the page says how long."""
+
+    async def run() -> None:
+        async with service_world(server_api) as world, site.page(world.central) as b:
+            page = b.page
+            await find_and_prove(page, "0000000000")
+            said = []
+            for attempt in range(6):
+                if attempt:
+                    await page.click("#pop-btn")
+                await page.wait_for_function("!document.getElementById('pop-btn').disabled", timeout=TIMEOUT)
+                said.append(await status_text(page))
+            assert all("does not match" in text for text in said[:5]), said
+            assert "Too many wrong codes. Wait 5 minute(s)" in said[5], said
+            await page.fill("#pop-input", world.pop)  # the right code is refused too while locked
+            await page.click("#pop-btn")
+            await page.wait_for_function("!document.getElementById('pop-btn').disabled", timeout=TIMEOUT)
+            assert "Too many wrong codes" in await status_text(page)
+            assert await page.is_hidden("#wifi")
+
+    site.run(run())
+
+
 def test_closed_window_and_cancelled_chooser(system_api: ServerApi, site: Site) -> None:
     """The server's provisioning window closed (real service and server): say how to open it. Chooser closed
     without a pick: say so."""
