@@ -213,3 +213,21 @@ def test_dockerignore_sends_only_what_the_images_copy() -> None:
             sources |= {s.rstrip("/") for s in arg.split()[:-1]}
     assert sources <= allowed, f"COPY sources the context would lack: {sorted(sources - allowed)}"
     assert not {".env", "data", ".demo-data"} & allowed
+
+
+def test_bluetooth_entrypoint_starts_python_on_the_service() -> None:
+    if not (ROOT / "bluetooth" / "__main__.py").exists():
+        pytest.skip("bluetooth/__main__.py is not in this tree")
+    entry = exec_form(effective(STAGES, "bluetooth", "ENTRYPOINT") or "")
+    assert entry is not None
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OHM_")}
+    result = subprocess.run(
+        [sys.executable, *entry[1:], "--help"],
+        cwd=ROOT,
+        env={**clean, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "run" in result.stdout
