@@ -84,3 +84,9 @@ def test_security_model_covers_the_essentials() -> None:
 def test_readme_links_resolve() -> None:
     for target in re.findall(r"\]\(([^)#:]+)\)", README):
         assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_no_section_appears_twice() -> None:
+    headings = re.findall(r"^## (.+)$", README, re.M)
+    twice = sorted({h for h in headings if headings.count(h) > 1})
+    assert not twice, f"README has these sections more than once (a merge went wrong): {twice}"
