@@ -1,7 +1,10 @@
 """The setup page end to end: headless chromium -> Web Bluetooth shim -> bumble central -> virtual link ->
 GATT peripheral speaking the Ohm channel -> HTTP -> a real `server` gateway -> Modbus simulator.
 
-Each test runs its own asyncio loop holding both Playwright (async API) and bumble.
+The peripheral is the real BLE service (bluetooth/, bumble backend) in every test but two, which need control it
+does not give: a link dropped under a slow answer, and an MTU report in the info value (stand-in peripheral).
+Tests run on the session's loop (harness.Site), which holds Playwright's async API and the stand-in's bumble;
+the real service keeps its own BLE loop thread and the central runs its bumble calls there.
 """
 
 from __future__ import annotations
