@@ -1,10 +1,7 @@
 """The setup page end to end: headless chromium -> Web Bluetooth shim -> bumble central -> virtual link ->
 GATT peripheral speaking the Ohm channel -> HTTP -> a real `server` gateway -> Modbus simulator.
 
-The peripheral is the real BLE service (bluetooth/, bumble backend) in every test but two, which need control it
-does not give: a link dropped under a slow answer, and an MTU report in the info value (stand-in peripheral).
-Tests run on the session's loop (harness.Site), which holds Playwright's async API and the stand-in's bumble;
-the real service keeps its own BLE loop thread and the central runs its bumble calls there.
+Each test runs its own asyncio loop holding both Playwright (async API) and bumble.
 """
 
 from __future__ import annotations
@@ -206,8 +203,8 @@ def test_whole_setup_flow(system_api: ServerApi, site: Site, sim: Simulator) -> 
             # Live values: rows with numbers arrive, and the page keeps asking once a second.
             await page.wait_for_selector("#live-table tbody tr", timeout=TIMEOUT)
             readings = f"GET /api/devices/{devs_id(server_api)}/readings"
-            t0, before = asyncio.get_running_loop().time(), world.standins.passed.count(readings)
-            await until(lambda: world.standins.passed.count(readings) >= before + 3, timeout=TIMEOUT / 1000)
+            t0 = asyncio.get_running_loop().time()
+            await until(lambda: world.standins.passed.count(readings) >= 4, timeout=TIMEOUT / 1000)
             assert asyncio.get_running_loop().time() - t0 > 1.5  # not a burst: paced at about 1 Hz
             await screenshot(page, "client-flow.png")
             rows = await page.eval_on_selector_all(
