@@ -25,7 +25,7 @@ from tests.support import wait_for
 from .proxy import LinkProxy
 
 # CI compresses time: the patterns' minutes become fractions of a second (make soak raises it).
-SCALE = float(os.environ.get("RELIABILITY_SCALE", "0.01"))
+SCALE = float(os.environ.get("OHM_RELIABILITY_SCALE", "0.01"))
 
 
 def snap(device: str, i: int) -> Snapshot:
@@ -126,12 +126,12 @@ def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
 
 
 def report(test: str, **figures: Any) -> None:
-    """Print measured figures (shown with -s) and append them to $RELIABILITY_REPORT as a JSON line."""
+    """Print measured figures (shown with -s) and append them to $OHM_RELIABILITY_REPORT as a JSON line."""
     import json
 
     line = json.dumps({"test": test, **figures}, default=str)
     print(f"RELIABILITY {line}")
-    path = os.environ.get("RELIABILITY_REPORT")
+    path = os.environ.get("OHM_RELIABILITY_REPORT")
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
