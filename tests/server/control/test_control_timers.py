@@ -161,3 +161,21 @@ def test_a_point_being_reverted_takes_no_new_value(rig: Rig, sim: Simulator) -> 
     rig.settled(action.id, "reverted")
     assert limit_w(sim) == 100000
     assert rig.control.renew("a") == []  # nothing leased
+
+
+def test_a_schedule_run_on_a_held_point_is_skipped_and_the_schedule_goes_on(rig: Rig, sim: Simulator) -> None:
+    held = rig.control.submit({"device": "inv", "point": POINT, "value": 500, "duration_s": 3600}, "admin", "local")
+    rig.settled(held.id, "active")
+    every = rig.control.submit(
+        {"device": "inv", "point": POINT, "value": 9000, "repeat": "* * * * *"}, "admin", "local"
+    )
+    rig.advance(61)
+    run = rig.pump(lambda: rig.control.get(f"{every.id}.1"))
+    assert run.state == "skipped" and f"held by admin (local priority, action {held.id})" in run.result
+    assert limit_w(sim) == 500 and rig.state(every.id) == "scheduled"
+    assert any(e["result"].startswith("skipped: held by admin") for e in rig.audit.recent(10))
+    rig.control.cancel(held.id, "admin", "local")
+    rig.settled(held.id, "cancelled")
+    rig.advance(60)
+    rig.settled(f"{every.id}.2", "done")
+    assert limit_w(sim) == 9000
