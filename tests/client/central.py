@@ -64,6 +64,15 @@ class Central:
         if self._pump:
             self._pump.cancel()
 
+    async def drop_links(self) -> None:
+        """Lose every connection (the phone walks away); the central stays usable."""
+
+        async def drop() -> None:
+            for peer in list(self.peers.values()):
+                await peer.connection.disconnect()
+
+        await self.on_ble(drop())
+
     async def on_ble(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run `coro` on bumble's loop (this one, or the service's thread) and await its result here."""
         if self.ble_loop is None:

@@ -81,13 +81,14 @@ def standin_api(target: str, standins: Standins, services: Mapping[str, Any]) ->
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             key = f"{self.command} {self.path.split('?')[0]}"
-            time.sleep(standins.delay.get(key, 0.0))  # this server thread only: a slow endpoint
             if key in local:
                 standins.answered.append(key)
+                time.sleep(standins.delay.get(key, 0.0))  # this server thread only: a slow endpoint
                 status, body = local[key](json.loads(raw or b"null"))
                 self._reply(status, json.dumps(body).encode(), "application/json")
                 return
             standins.passed.append(key)
+            time.sleep(standins.delay.get(key, 0.0))
             req = urllib.request.Request(target + self.path, data=raw or None, method=self.command)
             for name in ("Authorization", "Content-Type"):
                 if self.headers.get(name):

@@ -2,7 +2,8 @@
 
 Written from the protocol text alone (an independent implementation, so the page is checked against the contract,
 not against one implementation's quirks). REST calls go over real HTTP to a real `server` gateway on loopback.
-Used while the bluetooth service is not usable from tests; see test_client_flow.py for which one runs.
+It was the peer until the bluetooth service landed; now it serves the tests that need what the real service does
+not offer: answers held as long as a test likes (`local`), and the proposed `mtu` in the info value.
 """
 
 from __future__ import annotations

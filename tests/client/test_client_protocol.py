@@ -137,3 +137,49 @@ def test_webcrypto_session_matches_python(site: Site) -> None:
             }
 
     site.run(run())
+
+
+def test_page_helpers(site: Site) -> None:
+    """The UI's pure helpers: Wi-Fi list shaping, ports, device ids, subnet suggestion, error wording."""
+
+    async def run() -> None:
+        async with site.page() as b:
+            got = await b.page.evaluate(
+                """async () => {
+                  const app = await import('./app.js');  // already loaded by the page: not run twice
+                  const ch = await import('./ohm-channel.js');
+                  const err = (fn) => { try { fn(); return null; } catch (e) { return e.message; } };
+                  return {
+                    nets: app.networksOf({networks: [
+                      {ssid: "Weak", signal: 20, security: "open"}, {ssid: "Home", signal: 40, security: "wpa2"},
+                      {ssid: "Home", signal: 70, security: "wpa2"}, {ssid: ""}]}),
+                    ports: app.parsePorts("502, 1502;8899"),
+                    badPorts: err(() => app.parsePorts("502, 70000")),
+                    id: app.deviceIdFor({profile: "sma", host: "192.168.1.40", unit_id: 3}),
+                    serialId: app.deviceIdFor({profile: "sdm630", device: "/dev/ttyUSB0", unit_id: 1}),
+                    subnets: ["192.168.1.23", "10.0.0.5/8", "127.0.0.1", null, "fe80::1"].map(app.subnetOf),
+                    words: [
+                      app.explain(new ch.OhmError("locked", "", 429, {retry_in_s: 61})),
+                      app.explain(new ch.OhmError("http_404", "no device 'x'", 404)),
+                      app.explain(new DOMException("User cancelled the requestDevice() chooser.", "NotFoundError")),
+                      app.explain(new DOMException("Bluetooth adapter not available.", "NotFoundError")),
+                    ],
+                  };
+                }"""
+            )
+            assert got["nets"] == [
+                {"ssid": "Home", "signal": 70, "secure": True},
+                {"ssid": "Weak", "signal": 20, "secure": False},
+            ]
+            assert got["ports"] == [502, 1502, 8899]
+            assert "1 to 65535" in got["badPorts"]
+            assert got["id"] == "sma-40-3"
+            assert got["serialId"] == "sdm630-ttyUSB0-1"
+            assert got["subnets"] == ["192.168.1.0/24", "10.0.0.0/24", None, None, None]
+            locked, detail, cancelled, no_adapter = got["words"]
+            assert locked == "Too many wrong codes. Wait 2 minute(s), then try again."
+            assert detail == "no device 'x'"
+            assert cancelled.startswith("No gateway was chosen")
+            assert no_adapter.startswith("No gateway found")
+
+    site.run(run())
