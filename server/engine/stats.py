@@ -32,19 +32,19 @@ class KindStats:
 class LatenessWindow:
     """The last `size` lateness samples (seconds a task started after it was due), in a ring."""
 
-    __slots__ = ("_mask", "count", "samples", "size")
+    __slots__ = ("count", "mask", "samples", "size")
 
     def __init__(self, size: int = 4096) -> None:
         if size < 1 or size & (size - 1):
             raise ValueError("window size must be a power of two")
         self.size = size
-        self._mask = size - 1
+        self.mask = size - 1  # public: the engine's loop writes samples itself, without a call
         self.samples = array("d", bytes(8 * size))  # preallocated: no growth on the hot path
         self.count = 0
 
     def add(self, value: float) -> None:
         """Record one sample, overwriting the oldest once full."""
-        self.samples[self.count & self._mask] = value
+        self.samples[self.count & self.mask] = value
         self.count += 1
 
     def values(self) -> list[float]:
