@@ -134,6 +134,10 @@ async function proveCode(event) {
     say("Connected securely. Set up Wi-Fi, the owner and your devices below.", "ok");
     show("pop", false);
     sessionShown(true);
+    channel
+      .rest("GET", "/api/wifi")
+      .then((st) => suggestHosts(st && st.ip))
+      .catch(() => undefined); // a gateway without Wi-Fi status: the person types the addresses
   } catch (err) {
     say(explain(err), "error");
   } finally {
@@ -210,6 +214,7 @@ async function wifiJoin(event) {
     const body = (await channel.wifiConnect(ssid, $("wifi-password").value)) || {};
     $("wifi-password").value = ""; // do not keep the password on screen longer than needed
     const where = body.ip || body.address || body.url || "";
+    suggestHosts(body.ip);
     $("wifi-result").textContent = `Joined ${ssid}${where ? ` (${where})` : ""}.`;
     show("wifi-result");
     say(`The gateway is on ${ssid}.`, "ok");
@@ -288,10 +293,25 @@ export function parsePorts(text) {
   return ports;
 }
 
+/** "192.168.1.23" (or with "/24") -> "192.168.1.0/24": the gateway's own subnet, where its devices usually are. */
+export function subnetOf(ip) {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}(?:\/\d+)?$/.exec(String(ip || ""));
+  return m && !["127", "0"].includes(m[1]) ? `${m[1]}.${m[2]}.${m[3]}.0/24` : null;
+}
+
+function suggestHosts(ip) {
+  const net = subnetOf(ip);
+  if (net && !$("scan-hosts").value) $("scan-hosts").value = net;
+}
+
 /** A device id the gateway accepts (letters, digits, - _ .; at most 64). */
 export function deviceIdFor(found) {
-  const base = `${found.profile || "device"}-${found.host ? found.host.split(".").pop() : found.device || ""}-${found.unit_id}`;
-  return base.replace(/[^A-Za-z0-9._-]+/g, "-").slice(0, 64);
+  const where = found.host ? found.host.split(".").pop() : String(found.device || "").split("/").pop();
+  const base = `${found.profile || "device"}-${where}-${found.unit_id}`;
+  return base
+    .replace(/[^A-Za-z0-9._-]+/g, "-")
+    .replace(/-{2,}/g, "-")
+    .slice(0, 64);
 }
 
 async function startScan(event) {
