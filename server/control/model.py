@@ -59,6 +59,7 @@ class Action:
     lease_s: float | None = None
     next_run: float | None = None  # scheduled: when it fires next
     revert_to: float | None = None  # the value read before (or the safe default), persisted before the write
+    revert_from: str | None = None  # "read" (the value before), "safe default", or "inherited" from a hold taken over
     revert_at: float | None = None  # wall time of the timed revert
     lease_until: float | None = None  # wall time the lease watchdog reverts unless renewed
     parent: str | None = None  # the schedule that started this run

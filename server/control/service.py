@@ -304,6 +304,7 @@ class ControlService:
                     if old.revert_to is not None:
                         # The newcomer undoes to what was there before anyone held the point.
                         action.revert_to = old.revert_to
+                        action.revert_from = "inherited"
                         action.extra["inherited"] = old.id
                         if not action.holds:
                             # A plain new value for a held point keeps the hold's timer and lease.
@@ -333,7 +334,7 @@ class ControlService:
             if outcome.ok and outcome.value.get("value") is not None:
                 value = outcome.value["value"] * spec.scale
             action.revert_to = fit(spec, value)
-            action.extra["revert_from"] = "read" if value is not None and action.revert_to == value else "safe default"
+            action.revert_from = "read" if value is not None and action.revert_to == value else "safe default"
             self._persist_and_write(action)
 
         try:

@@ -32,7 +32,7 @@ def test_timed_action_holds_then_reverts_to_the_value_read_before(rig: Rig, sim:
     rig.write_raw(40915, 7000)  # the owner's own limit before the action
     action = rig.control.submit({"device": "inv", "point": POINT, "value": 2500, "duration_s": 600}, "a", "local")
     active = rig.settled(action.id, "active", "failed")
-    assert active.revert_to == 7000 and limit_w(sim) == 2500
+    assert active.revert_to == 7000 and active.revert_from == "read" and limit_w(sim) == 2500
     hold = rig.control.holder("inv", POINT)
     assert hold.action_id == action.id and hold.until == pytest.approx(active.revert_at)
     rig.advance(599)
