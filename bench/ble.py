@@ -3,9 +3,10 @@
     python bench/ble.py
 
 One process: a gateway API on loopback, the BLE service (bumble backend on a LocalLink) and a bumble central.
-Baseline in the same run: a bare bumble GATT peripheral that answers a write with notifications of exactly the
-bytes the Ohm channel sent for the same call (same MTU, same chunk sizes) - what GATT alone costs. The Ohm
-figures add chunking, AES-GCM, the engine hand-offs and the HTTP call to the server.
+Baseline in the same run, interleaved call by call with the Ohm calls (machine load hits both alike): a bare
+bumble GATT peripheral that answers a write with notifications of exactly as many bytes as the Ohm channel sent
+for the same call (same MTU, same chunk sizes) - what GATT alone costs. The Ohm figures add chunking, AES-GCM,
+the engine hand-offs and the HTTP call to the server.
 Cases: a ~100 B answer (GET /api/hello) and a ~20 kB one (GET /api/openapi.json, the size is printed), MTU 517
 and 185; then scan -> connect -> MTU -> discover -> handshake -> pair -> Wi-Fi join, timed end to end.
 """
@@ -109,48 +110,70 @@ class Echo:
             await self.device.notify_subscriber(connection, self.tx, chunk)
 
 
-async def baseline(central: Device, echo: Echo, request: bytes, reply: bytes, mtu: int, rounds: int) -> list[float]:
-    """Round trips of bare GATT: the same request and reply bytes, chunked the same way."""
-    await echo.device.start_advertising(advertising_data=bytes([5, 9]) + b"Echo", auto_restart=True)
-    connection = await central.connect(echo.device.random_address)
-    peer = Peer(connection)
-    await peer.request_mtu(mtu)
-    await peer.discover_services()
-    await peer.discover_characteristics()
-    rx = peer.get_characteristics_by_uuid(UUID(ECHO_RX))[0]
-    tx = peer.get_characteristics_by_uuid(UUID(ECHO_TX))[0]
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    await peer.subscribe(tx, queue.put_nowait)
-    echo.reply = split(1, reply, mtu)
-    times = []
-    for _ in range(rounds):
+class EchoLink:
+    """A central's connection to the echo peripheral: one bare GATT round trip of prepared bytes."""
+
+    def __init__(self, peer: Peer, rx: Any, queue: asyncio.Queue[bytes]) -> None:
+        self.peer, self.rx, self.queue = peer, rx, queue
+
+    @classmethod
+    async def open(cls, central: Device, echo: Echo, mtu: int) -> EchoLink:
+        """Connect to the echo peripheral with `mtu` and subscribe."""
+        await echo.device.start_advertising(advertising_data=bytes([5, 9]) + b"Echo", auto_restart=True)
+        connection = await central.connect(echo.device.random_address)
+        await asyncio.sleep(0.05)  # the peripheral's controller registers the link a moment later
+        peer = Peer(connection)
+        await peer.request_mtu(mtu)
+        await peer.discover_services()
+        await peer.discover_characteristics()
+        rx = peer.get_characteristics_by_uuid(UUID(ECHO_RX))[0]
+        tx = peer.get_characteristics_by_uuid(UUID(ECHO_TX))[0]
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        await peer.subscribe(tx, queue.put_nowait)
+        await echo.device.stop_advertising()
+        return cls(peer, rx, queue)
+
+    async def round_trip(self, chunks: list[bytes]) -> float:
+        """Write the request chunks, wait for the last reply chunk; seconds."""
         start = time.perf_counter()
-        for chunk in split(1, request, mtu):
-            await peer.write_value(rx, chunk, with_response=True)
-        while not (await queue.get())[2] & LAST:
+        for chunk in chunks:
+            await self.peer.write_value(self.rx, chunk, with_response=True)
+        while not (await self.queue.get())[2] & LAST:
             pass
-        times.append(time.perf_counter() - start)
-    await connection.disconnect()
-    await echo.device.stop_advertising()
-    return times
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self.peer.connection.disconnect()
 
 
-async def ohm_calls(central: Central, path: str, rounds: int) -> tuple[list[float], int, int]:
-    """Round trips of a sealed REST call; also the request and reply sizes on the wire."""
+async def ohm_call(central: Central, path: str) -> tuple[float, int, int]:
+    """One sealed REST call: seconds, request and reply bytes on the wire."""
     assert central.session is not None and central.session.box is not None
-    times, wire = [], (0, 0)
+    start = time.perf_counter()
+    req = (central.req + 1) & 0xFF
+    message = central.session.box.seal(req, {"method": "GET", "path": path})
+    await central.send(message, req=req)
+    central.req = req
+    _, answer = await central.receive(30)
+    took = time.perf_counter() - start
+    reply = central.session.box.open(req, answer["box"])
+    assert reply["status"] == 200, reply
+    return took, len(json.dumps(message).encode()), len(json.dumps(answer, separators=(",", ":")).encode())
+
+
+async def interleaved(
+    central: Central, echo_link: EchoLink, echo: Echo, path: str, mtu: int, rounds: int
+) -> tuple[list[float], list[float], int]:
+    """Alternate one Ohm call and one bare GATT round trip of the same bytes, so load hits both alike."""
+    _, req_size, reply_size = await ohm_call(central, path)  # warm up, and learn the sizes
+    echo.reply = split(1, bytes(reply_size), mtu)
+    request = split(1, bytes(req_size), mtu)
+    ohm, base = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
-        req = (central.req + 1) & 0xFF
-        message = central.session.box.seal(req, {"method": "GET", "path": path})
-        await central.send(message, req=req)
-        central.req = req
-        _, answer = await central.receive(30)
-        times.append(time.perf_counter() - start)
-        reply = central.session.box.open(req, answer["box"])
-        assert reply["status"] == 200, reply
-        wire = (len(json.dumps(message).encode()), len(json.dumps(answer, separators=(",", ":")).encode()))
-    return times, *wire
+        ohm.append((await ohm_call(central, path))[0])
+        base.append(await echo_link.round_trip(request))
+    return ohm, base, reply_size
 
 
 def ms(values: list[float]) -> str:
@@ -173,7 +196,8 @@ async def provisioning(service: BleService, central_device: Device) -> tuple[flo
 
     adv = await scan(central_device)
     mark("scan")
-    central = await Central.connect(central_device, adv.address, 517)
+    before = len(service.channel.conns)
+    central = await Central.connect(central_device, adv.address, 517, lambda: len(service.channel.conns) > before)
     mark("connect+mtu+discover")
     await central.handshake(service.pop)
     mark("handshake")
@@ -216,20 +240,24 @@ def main() -> None:
             for mtu in (517, 185):
                 for case, path in (("small", "/api/hello"), ("large", "/api/openapi.json")):
 
-                    async def ohm(path: str = path, mtu: int = mtu, case: str = case) -> tuple[list[float], int, int]:
+                    async def run(path: str = path, mtu: int = mtu, case: str = case) -> Any:
                         adv = await scan(central_device)
-                        central = await Central.connect(central_device, adv.address, mtu)
+                        before = len(service.channel.conns)  # type: ignore[union-attr]
+                        central = await Central.connect(
+                            central_device,
+                            adv.address,
+                            mtu,
+                            lambda: len(service.channel.conns) > before,  # type: ignore[union-attr]
+                        )
                         await central.handshake(service.pop)  # type: ignore[union-attr]
-                        await ohm_calls(central, path, 3)  # warm up
-                        out = await ohm_calls(central, path, ROUNDS[case])
-                        await central.disconnect()
-                        return out
+                        link = await EchoLink.open(central_device, echo, mtu)
+                        try:
+                            return await interleaved(central, link, echo, path, mtu, ROUNDS[case])
+                        finally:
+                            await link.close()
+                            await central.disconnect()
 
-                    times, req_size, reply_size = service.aio.run(ohm()).result(300)
-                    request, reply = bytes(req_size), bytes(reply_size)
-                    base = service.aio.run(baseline(central_device, echo, request, reply, mtu, ROUNDS[case])).result(
-                        300
-                    )
+                    times, base, reply_size = service.aio.run(run()).result(600)
                     ratio = statistics.median(times) / statistics.median(base)
                     print(
                         f"MTU {mtu:3d} GET {path:18s} reply {reply_size:6d} B on the wire: "

@@ -82,9 +82,19 @@ class Central:
         self.chars: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, device: Device, address: Any, mtu: int = 23) -> Central:
-        """Connect, negotiate `mtu`, discover both services and subscribe to tx and the Improv values."""
+    async def connect(
+        cls, device: Device, address: Any, mtu: int = 23, ready: Callable[[], bool] | None = None
+    ) -> Central:
+        """Connect, negotiate `mtu`, discover both services and subscribe to tx and the Improv values.
+
+        `ready()` (if given) is awaited before the first ATT request: on bumble's virtual link the central can
+        see its connection before the peripheral's controller does, and a request sent then is lost.
+        """
         connection = await device.connect(address)
+        for _ in range(500):
+            if ready is None or ready():
+                break
+            await asyncio.sleep(0.01)
         peer = Peer(connection)
         self = cls(connection, peer)
         if mtu != 23:

@@ -53,11 +53,17 @@ class Ble:
     def connect(self, mtu: int = 517) -> Central:
         """Scan by name prefix, connect and negotiate `mtu`."""
 
+        before = len(self.service.channel.conns)
+
         async def go() -> Central:
             adv = await scan(self.central)
-            return await Central.connect(self.central, adv.address, mtu)
+            return await Central.connect(self.central, adv.address, mtu, self.peer_sees(before))
 
         return self.run(go())
+
+    def peer_sees(self, before: int) -> Callable[[], bool]:
+        """True once the service counts more connections than `before` (its controller has the link)."""
+        return lambda: len(self.service.channel.conns) > before
 
     def in_engine(self, fn: Callable[[float], Any]) -> None:
         """Run `fn(now)` as an engine task and wait for it (state changes from the engine's thread)."""

@@ -160,7 +160,7 @@ def test_window_closed_refuses_handshake_and_improv_wifi(ble: Ble, server: Serve
     close_window(ble, server)
     adv = ble.run(scan(ble.central))
     wait_for(lambda: service_data(ble.run(scan(ble.central)))[:1] == bytes([iv.State.AUTHORIZATION_REQUIRED]))
-    central = ble.run(Central.connect(ble.central, adv.address, 185))
+    central = ble.run(Central.connect(ble.central, adv.address, 185, ble.peer_sees(0)))
     reply = ble.run(central.exchange({"op": "hello", "v": 1, "pub": "x"}))
     assert reply["status"] == 403 and reply["error"] == "window_closed"
     assert ble.run(central.read(IMPROV_STATE)) == bytes([iv.State.AUTHORIZATION_REQUIRED])
