@@ -118,10 +118,14 @@ def parse_change(key: str, raw: Any) -> Any:
     if isinstance(raw, list | dict):
         raise SettingsError(f"{key}: must be a single value, not a JSON {type(raw).__name__}")
     try:
-        return spec.parse(raw)
+        value = spec.parse(raw)
     except ValueError as exc:
         shown = "(hidden)" if spec.secret else repr(raw)[:64]
         raise SettingsError(f"{key} = {shown}: {exc}") from None
+    if key == "api.port" and value == 0:
+        # The API (and the BLE service, which talks to it) could not switch itself back on.
+        raise SettingsError("api.port = 0 would switch the API off for good; do that in the TOML file or OHM_API_PORT")
+    return value
 
 
 def describe(key: str, running: Config, stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from server.api import attach as api
+from server.api.system_service import attach as system
 from server.api.tokens import load_or_create
 from server.audit import attach as audit
 from server.config import load
@@ -107,7 +108,7 @@ def api_gateway(tmp_path: Path) -> Iterator[Api]:
         "api.port": port,
         "api.ws_port": 0,  # the live WebSocket has its own tests; a fixed 8081 would collide between runs
     }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, api])
+    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, system, api])
     try:
         gw.start()
         gw.engine.start_thread()

@@ -53,6 +53,7 @@ def test_changes_are_validated_by_the_config_rules() -> None:
         ("workers", 2.5, "workers = 2.5: must be a whole number"),
         ("name", ["a"], "name: must be a single value"),
         ("data_dir", "/tmp", "data_dir: cannot be changed here"),
+        ("api.port", 0, "api.port = 0 would switch the API off"),
         ("mqtt.password", True, "mqtt.password = (hidden): must be text"),
     ]
     for key, value, expected in cases:
