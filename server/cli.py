@@ -21,7 +21,8 @@ log = logging.getLogger("ohm")
 DESCRIPTION = """\
 Ohm energy gateway. Reads inverters, batteries and meters, signs every reading and
 delivers it over MQTT without losing any. Settings come from defaults, then a TOML file
-(--config or OHM_CONFIG), then OHM_* environment variables, then these options.
+(--config or OHM_CONFIG), then settings stored through the API (<data_dir>/settings.json),
+then OHM_* environment variables, then these options.
 """
 
 Command = Callable[[argparse.Namespace], int]
