@@ -67,6 +67,7 @@ class Outbox:
 
     def added(self, dropped: int) -> None:
         """Called by writers (on the lane) after a put: wake the uplink, report drops."""
+        dropped += self.store.take_pending_drops()  # made to free a full disk
         try:
             for fn in self._listeners:
                 fn()
@@ -90,7 +91,11 @@ class Outbox:
         with self._lock:
             n, self._unreported = self._unreported, 0
         if n and self.bus is not None:
-            log.warning("outbox full or too old: dropped %d oldest messages (%d in all)", n, self.store.dropped)
+            log.warning(
+                "outbox full, too old or disk nearly full: dropped %d oldest messages (%d in all)",
+                n,
+                self.store.dropped,
+            )
             self.bus.emit(
                 DeviceEvent(
                     "outbox_dropped",
@@ -106,6 +111,8 @@ class Outbox:
             "bytes": self.store.bytes,
             "max_bytes": self.store.max_bytes,
             "dropped": self.store.dropped,
+            "disk_full": self.store.disk_full,
+            "disk_cap": self.store.disk_cap,
         }
 
 
