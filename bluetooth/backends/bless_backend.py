@@ -117,11 +117,6 @@ class BlessBackend(Backend):
 
         server = self.server
         iface = server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
-        if self._advert is not None:
-            old, self._advert = self._advert, None
-            with contextlib.suppress(Exception):
-                await iface.call_unregister_advertisement(old.path)
-            server.bus.unexport(old.path)
         self._adverts += 1
         adv = BlueZLEAdvertisement(Type.PERIPHERAL, self._adverts, server.app)
         adv._local_name = advert.name
@@ -129,7 +124,12 @@ class BlessBackend(Backend):
         adv._service_data = {_uuid16(k): Variant("ay", bytes(v)) for k, v in advert.service_data.items()}
         server.bus.export(adv.path, adv)
         await iface.call_register_advertisement(adv.path, {})
-        self._advert = adv
+        # The new one is on air before the old one goes: no gap in advertising.
+        old, self._advert = self._advert, adv
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await iface.call_unregister_advertisement(old.path)
+            server.bus.unexport(old.path)
 
     async def notify(self, conn: str | None, char: str, value: bytes) -> None:
         """Set the value and emit PropertiesChanged: BlueZ notifies subscribed centrals."""

@@ -6,6 +6,7 @@ application path on the adapter (`gatt_apps`), so a test can check it; Unregiste
 
 import dbus
 from dbusmock.templates import bluez5
+from dbusmock.templates.bluez5 import AddDevice  # noqa: F401 - re-exported: the mock's org.bluez.Mock method
 
 BUS_NAME = bluez5.BUS_NAME
 MAIN_OBJ = bluez5.MAIN_OBJ
