@@ -56,7 +56,13 @@ class Forwarder:
         """One request; raises ForwardError when the server cannot be reached or answers nonsense."""
         if method not in METHODS:
             raise ForwardError(400, "bad_request", f"method must be one of {', '.join(METHODS)}")
-        if not isinstance(path, str) or not path.startswith("/api/") or ".." in path or any(c in path for c in " \r\n"):
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/api/")
+            or ".." in path
+            or not (path.isascii() and path.isprintable())
+            or " " in path
+        ):
             raise ForwardError(400, "bad_path", "only paths under /api/ are forwarded")
         try:
             token = self.admin_token()
