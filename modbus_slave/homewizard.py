@@ -121,11 +121,20 @@ class JsonHttpSimulator:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: tests read `requests`
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        if tls is not None:
-            server.socket = tls.wrap_socket(server.socket, server_side=True)
-            self.scheme = "https"
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def finish_request(self, request: Any, client_address: Any) -> None:
+                if tls is not None:  # the TLS handshake in the connection's own thread, never in accept()
+                    request.settimeout(5.0)
+                    try:
+                        request = tls.wrap_socket(request, server_side=True)
+                    except (OSError, ssl.SSLError):
+                        return
+                super().finish_request(request, client_address)
+
+        server = Server((host, port), Handler)
+        self.scheme = "https" if tls is not None else "http"
         self._server, self.port = server, server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()

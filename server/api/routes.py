@@ -168,10 +168,11 @@ def query_args(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_profile(data: Mapping[str, Any]) -> None:
     """422 unless `profile` names a shipped profile (the name becomes a file path further down)."""
+    from server.devices.meters import meter_profile_names
     from server.devices.profile import profile_names
 
     if "profile" in data:
-        known = profile_names()
+        known = profile_names() + meter_profile_names()
         if data["profile"] not in known:
             raise ApiError(422, f"profile: no profile {str(data['profile'])[:64]!r} (known: {', '.join(known)})")
 
@@ -482,7 +483,10 @@ DEVICE_BODY: dict[str, Any] = {
     "properties": {
         "id": {"type": "string"},
         "profile": {"type": "string"},
-        "transport": {"type": "string", "enum": ["", "tcp", "rtu", "solarman"]},
+        "transport": {
+            "type": "string",
+            "enum": ["", "tcp", "rtu", "solarman", "p1_serial", "p1_tcp", "homewizard", "envoy"],
+        },
         "host": {"type": "string"},
         "port": {"type": "integer"},
         "device": {"type": "string"},
@@ -493,6 +497,11 @@ DEVICE_BODY: dict[str, Any] = {
         "interval": {"type": "number"},
         "name": {"type": "string"},
         "enabled": {"type": "boolean"},
+        "token": {
+            "type": "string",
+            "writeOnly": True,
+            "description": "Enphase Envoy owner token (firmware 7+); stored 0600, never returned (see token_set)",
+        },
     },
     "additionalProperties": False,
 }
@@ -535,6 +544,7 @@ SCAN_BODY: dict[str, Any] = {
         "units": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 247}, "maxItems": 16},
         "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 5},
+        "mdns": {"type": "boolean", "description": "also list HomeWizard, Envoy and Ohm gateways announced via mDNS"},
     },
     "additionalProperties": False,
 }

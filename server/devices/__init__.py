@@ -20,6 +20,7 @@ def attach(gateway: Gateway) -> None:
         gateway.bus,
         store,
         backoff_cap=float(_setting(cfg, "devices.backoff_cap", 10.0)),
+        mdns_interfaces=_mdns_interfaces(cfg),
     )
     gateway.services["devices"] = service
     gateway.engine.on_shutdown("devices", service.close)
@@ -27,6 +28,13 @@ def attach(gateway: Gateway) -> None:
     from .commands import register as register_commands  # modbus.read/write, devices.* for the backend
 
     register_commands()
+
+
+def _mdns_interfaces(cfg: object) -> list[str] | None:
+    """mDNS discovery listens where the API does: one address, or every interface for 0.0.0.0 / unset."""
+    get = getattr(cfg, "get", None)
+    host = get("api.host") if get is not None else None
+    return [host] if isinstance(host, str) and host.count(".") == 3 and host != "0.0.0.0" else None
 
 
 def _setting(cfg: object, key: str, default: float) -> float:

@@ -101,11 +101,13 @@ def parse_write(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_scan(args: Mapping[str, Any]) -> dict[str, Any]:
     """Checked `devices.scan` arguments: hosts (+ ports) or serial (+ bauds), units, rate, timeout."""
-    _known_keys(args, {"hosts", "ports", "serial", "bauds", "units", "rate", "timeout"})
-    hosts, serial = args.get("hosts"), args.get("serial")
-    if bool(hosts) == bool(serial):
+    _known_keys(args, {"hosts", "ports", "serial", "bauds", "units", "rate", "timeout", "mdns"})
+    hosts, serial, mdns = args.get("hosts"), args.get("serial"), args.get("mdns", False)
+    if not isinstance(mdns, bool):
+        raise CommandFailed("mdns: true or false")
+    if bool(hosts) == bool(serial) and not (mdns and not hosts):
         raise CommandFailed("give either hosts (e.g. '192.168.1.10-20', with ports) or serial ports, not both")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"mdns": True} if mdns else {}
     if hosts:
         if isinstance(hosts, list) and all(isinstance(h, str) for h in hosts):
             out["hosts"] = hosts
@@ -116,7 +118,7 @@ def parse_scan(args: Mapping[str, Any]) -> dict[str, Any]:
         ports = _int_list(args, "ports", 1, 65535)
         if ports is not None:
             out["ports"] = ports
-    else:
+    elif serial or not mdns:
         if not isinstance(serial, list) or not all(isinstance(s, str) and s.startswith("/dev/") for s in serial):
             raise CommandFailed("serial: a list of serial device paths such as /dev/ttyUSB0")
         out["serial"] = serial

@@ -48,6 +48,9 @@ class Found:
     profile: str | None = None
     score: float = 0.0  # share of the suggested profile's points that decoded plausibly
     candidates: dict[str, float] = field(default_factory=dict)
+    source: str = "probe"  # probe (Modbus / serial scan) or mdns (an announcement on the LAN)
+    name: str = ""  # mDNS instance name
+    note: str = ""  # what the owner should know before adding it (token needed, API switched off, ...)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -192,13 +195,15 @@ class Scan:
         on_progress: Callable[[Scan], None] | None = None,
         on_done: Callable[[Scan], None] | None = None,
         profiles: dict[str, Profile] | None = None,
+        extra: Iterable[Callable[[], list[Found]]] = (),
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive (probes per second)")
         self.engine = engine
         self.links = links
         self.units = tuple(units)
-        self.total = len(links)
+        self._extra = list(extra)  # other blocking finders (mDNS browse), run first, one probe each
+        self.total = len(links) + len(self._extra)
         self.done = 0
         self.found: list[Found] = []
         self.cancelled = False
@@ -245,7 +250,7 @@ class Scan:
         }
 
     def _submit_next(self) -> None:
-        if self.cancelled or self._next >= len(self.links):
+        if self.cancelled or self._next >= len(self.links) + len(self._extra):
             self._finish()
             return
         wait = self._last_start + self._gap - self.engine.clock.monotonic()
@@ -255,10 +260,15 @@ class Scan:
             )
             return
         self._last_start = self.engine.clock.monotonic()
-        link = self.links[self._next]
+        i = self._next
         self._next += 1
+        if i < len(self._extra):
+            job = self._extra[i]
+        else:
+            link = self.links[i - len(self._extra)]
+            job = lambda: probe(link, self.units, self._profiles)  # noqa: E731
         self.engine.offload(
-            lambda: probe(link, self.units, self._profiles),
+            job,
             self._probed,
             kind="devices.discovery",
             cls=TaskClass.HOUSEKEEPING,

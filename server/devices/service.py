@@ -47,8 +47,12 @@ class DeviceService:
         backoff_base: float = 1.0,
         backoff_cap: float = 10.0,
         timeout: float | None = None,
+        mdns_interfaces: list[str] | None = None,
+        mdns_wait: float = 3.0,
     ) -> None:
         self.engine = engine
+        self.mdns_interfaces = mdns_interfaces  # None: every interface (tests pin 127.0.0.1)
+        self.mdns_wait = mdns_wait  # seconds an mDNS browse listens for announcements
         self.bus = bus
         self.store = store
         # One lane for the device list: saves land in the order they were asked for (add, then change, ...).
@@ -243,17 +247,31 @@ class DeviceService:
     # ---- discovery ------------------------------------------------------------------------
 
     def scan(
-        self, *, hosts: str | list[str] = "", ports: list[int] | None = None, serial: list[str] | None = None, **kw: Any
+        self,
+        *,
+        hosts: str | list[str] = "",
+        ports: list[int] | None = None,
+        serial: list[str] | None = None,
+        mdns: bool = False,
+        **kw: Any,
     ) -> str:
-        """Start a discovery scan (TCP hosts x ports, or serial ports x bauds); returns its id for `scan_status`."""
+        """Start a discovery scan (TCP hosts x ports, serial ports x bauds, and/or mDNS); returns its id."""
         from .discovery import DEFAULT_PORTS, Scan
 
+        if mdns:
+            from . import mdns as mdns_browse
+
+            wait, interfaces = self.mdns_wait, self.mdns_interfaces
+            kw["extra"] = [lambda: mdns_browse.browse(wait, interfaces)]
         if hosts:
             scan = Scan.tcp(self.engine, hosts, ports or DEFAULT_PORTS, **kw)
         elif serial:
             scan = Scan.serial(self.engine, serial, **kw)
+        elif mdns:
+            kw.pop("timeout", None)  # per-probe Modbus timeout: nothing to probe
+            scan = Scan(self.engine, [], **kw)
         else:
-            raise ValueError("give hosts (with ports) or serial ports to scan")
+            raise ValueError("give hosts (with ports), serial ports, or mdns to scan")
         with self._lock:
             self._scan_seq += 1
             scan_id = f"scan-{self._scan_seq}"

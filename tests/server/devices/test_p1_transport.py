@@ -79,9 +79,9 @@ def test_corrupt_telegrams_are_rejected_counted_and_logged_once(
     sim = P1Simulator([V5], period=0.05, fault="corrupt").serve_tcp().start()
     stop_later.append(sim)
     svc.add(bridge("bad", sim.port))
+    snap = wait_for(offline(svc, "bad"))
+    assert "no valid telegram" in (snap.error or "")
     wait_for(lambda: svc.health("bad").get("rejected_telegrams", 0) >= 3)
-    snap = svc.snapshot("bad")
-    assert snap is not None and not snap.online and "no valid telegram" in (snap.error or "")
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "rejected" in r.getMessage()]
     assert len(warnings) == 1 and "CRC mismatch" in warnings[0].getMessage()
     sim.fault = None  # the cable is fixed: the meter comes back within the backoff cap
