@@ -79,8 +79,18 @@ def test_ohm_channel_wifi_scan_and_connect(wifi_ble: Ble) -> None:
     assert joined["status"] == 200 and joined["body"]["ssid"] == "HomeNet"
     refused = ble.run(central.call({"op": "wifi_connect", "ssid": "HomeNet", "password": ""}))
     assert refused["status"] == 422  # the server's own answer, passed on
-    status = ble.run(central.rest("GET", "/api/provisioning"))
-    assert status["status"] == 200 and status["body"]["window_open"] is True
+    # Claiming: the owner over the same session, and then the gateway counts as provisioned.
+    owner = ble.run(central.rest("POST", "/api/owner/initialize", {"owner": "alice", "name": "Garage"}))
+    assert owner["status"] == 200, owner
+    token = ble.run(central.call({"op": "pair"}))["body"]["admin_token"]
+    assert len(token) >= 32
+    status = wait_for(lambda: _provisioned(ble, central), timeout=10)
+    assert status["window_open"] is True and status["provisioned"] is True
+
+
+def _provisioned(ble: Ble, central: Any) -> dict[str, Any] | None:
+    body = ble.run(central.rest("GET", "/api/provisioning"))["body"]
+    return body if body["provisioned"] else None
 
 
 def _port(ble: Ble) -> int:
