@@ -135,3 +135,37 @@ def test_scan_arguments_accept_mdns() -> None:
         parse_scan({"mdns": "yes"})
     with pytest.raises(CommandFailed, match="give either hosts"):
         parse_scan({"mdns": False})
+
+
+@pytest.mark.integration
+def test_api_scan_with_mdns_browses_where_the_api_listens(tmp_path: Path, advertiser: Any) -> None:
+    from server.api import attach as api
+    from server.api.tokens import load_or_create
+    from server.config import load
+    from server.devices import attach as devices
+    from server.gateway import Gateway
+    from server.uplink.broker import free_port
+    from tests.server.api.conftest import Client
+
+    name = advertiser("_hwenergy._tcp.local.", "p1meter", 8123, {"product_type": "HWE-P1"})
+    port = free_port()
+    overrides = {"data_dir": tmp_path / "gw", "stats_interval": 0, "api.host": "127.0.0.1", "api.port": port}
+    gw = Gateway(load(None, env={}, overrides=overrides), services=[devices, api])
+    gw.start()
+    gw.engine.start_thread()
+    admin: Client | None = None
+    try:
+        wait_for(lambda: gw.engine.state == "running")
+        assert gw.services["devices"].mdns_interfaces == LOOPBACK  # the API's address, not every interface
+        admin = Client(port, load_or_create(gw.data_dir)[0].admin)
+        assert admin.call("POST", "/api/scan", {"mdns": "yes"}).status == 422
+        got = admin.call("POST", "/api/scan", {"mdns": True})
+        assert got.status == 202, got.json
+        scan_id = got.json["scan_id"]
+        done = wait_for(lambda: (s := admin.call("GET", f"/api/scan/{scan_id}").json)["finished"] and s, timeout=15)
+        assert any(f["name"] == name and f["profile"] == "homewizard_p1" for f in done["found"]), done
+    finally:
+        if admin is not None:
+            admin.close()
+        gw.stop()
+        gw.engine.wait_stopped(5)
