@@ -167,8 +167,11 @@ class SettingsStore:
         except ValueError as exc:
             # Keep the damaged file for a person to look at; start empty rather than refuse every change.
             damaged = path_in(self.data_dir).with_suffix(f".damaged-{int(time.time())}")
-            log.error("%s; moved aside to %s", exc, damaged.name)
-            path_in(self.data_dir).replace(damaged)
+            try:
+                path_in(self.data_dir).replace(damaged)
+                log.error("%s; moved aside to %s", exc, damaged.name)
+            except OSError as move:
+                log.error("%s; could not move it aside (%s): the next change replaces it", exc, move.strerror or move)
             self._doc = {}
         self._doc.setdefault("format", FORMAT)
         self._doc.setdefault("settings", {})
