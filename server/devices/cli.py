@@ -33,6 +33,18 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             f"{p.key:16} {p.maker:10} {where:14} unit {p.quirks.unit_id:<3} {len(p.points)} points, "
             f"{len(p.writable)} writable"
         )
+    if not args.files:  # the meter families (P1, HomeWizard, Envoy) live in profiles/meters/
+        from .meters import load_meter_profile, meter_profile_names
+
+        for key in meter_profile_names():
+            try:
+                m = load_meter_profile(key)
+            except ProfileError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                bad += 1
+                continue
+            count = len(m.points) + len(m.derived)
+            print(f"{m.key:16} {m.maker:10} {','.join(m.transports):24} {count} points (meter)")
     return 1 if bad else 0
 
 
@@ -45,6 +57,9 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=20.0, help="probes per second at most")
     p.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for an answer")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--mdns", action="store_true", help="also list HomeWizard, Envoy and Ohm gateways found by mDNS")
+    p.add_argument("--mdns-interface", default="", help="IPv4 address to browse mDNS on (default: every interface)")
+    p.add_argument("--mdns-wait", type=float, default=3.0, help="seconds to listen for mDNS announcements")
 
 
 def _progress(s: object) -> None:
@@ -60,17 +75,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     try:
         units = [int(u) for u in args.units.split(",") if u]
+        extra = []
+        if args.mdns:
+            from . import mdns
+
+            where = [args.mdns_interface] if args.mdns_interface else None
+            extra.append(lambda: mdns.browse(args.mdns_wait, where))
         if args.hosts:
             ports = [int(p) for p in args.ports.split(",") if p]
             make = lambda eng, **kw: Scan.tcp(eng, args.hosts.split(","), ports, **kw)  # noqa: E731
         elif args.serial:
             bauds = [int(b) for b in args.bauds.split(",") if b]
             make = lambda eng, **kw: Scan.serial(eng, args.serial.split(","), bauds, **kw)  # noqa: E731
+        elif args.mdns:
+            make = lambda eng, timeout, **kw: Scan(eng, [], **kw)  # noqa: E731 - nothing to probe: no timeout
         else:
-            print("error: give --hosts or --serial", file=sys.stderr)
+            print("error: give --hosts or --serial (and/or --mdns)", file=sys.stderr)
             return 2
         engine = Engine(workers=2)
-        scan = make(engine, units=units, rate=args.rate, timeout=args.timeout, on_progress=_progress)
+        scan = make(engine, units=units, rate=args.rate, timeout=args.timeout, on_progress=_progress, extra=extra)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +113,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(json.dumps([f.as_dict() for f in scan.found], indent=2))
     else:
         for f in scan.found:
-            where = f"{f.host}:{f.port}" if f.transport == "tcp" else f"{f.device}@{f.baudrate}"
+            where = f"{f.device}@{f.baudrate}" if f.device else f"{f.host}:{f.port}"
+            if f.source == "mdns":
+                note = f" - {f.note}" if f.note else ""
+                print(f"{where} mDNS {f.name!r} {f.manufacturer} {f.model}: profile {f.profile or '-'}{note}")
+                continue
             who = f" {f.manufacturer} {f.model}".rstrip() if f.sunspec else ""
             print(f"{where} unit {f.unit_id}: profile {f.profile or '?'} (score {f.score:g}){who}")
     return 0

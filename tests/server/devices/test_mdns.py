@@ -169,3 +169,16 @@ def test_api_scan_with_mdns_browses_where_the_api_listens(tmp_path: Path, advert
             admin.close()
         gw.stop()
         gw.engine.wait_stopped(5)
+
+
+@pytest.mark.integration
+def test_cli_scan_with_mdns_on_loopback(advertiser: Any) -> None:
+    import subprocess
+    import sys
+
+    name = advertiser("_enphase-envoy._tcp.local.", "envoy", 443, {"serialnum": "77", "protovers": "8.2.4"})
+    args = ["scan", "--mdns", "--mdns-interface", "127.0.0.1", "--mdns-wait", "3"]
+    out = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if name in x)
+    assert "127.0.0.1:443" in line and "profile envoy" in line and "token" in line
