@@ -25,7 +25,7 @@ from tests.support import wait_for
 from .proxy import LinkProxy
 
 # CI compresses time: the patterns' minutes become fractions of a second (make soak raises it).
-SCALE = float(os.environ.get("OHM_RELIABILITY_SCALE", "0.01"))
+SCALE = float(os.environ.get("RELIABILITY_SCALE", "0.01"))
 
 
 def snap(device: str, i: int) -> Snapshot:
@@ -80,7 +80,8 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """In-process gateways with identity, outbox, telemetry and uplink to 127.0.0.1:`port` (0 = no uplink)."""
     made: list[Gateway] = []
 
-    def make(port: int = 0, data: str = "gw", **settings: Any) -> Gateway:
+    def make(port: int = 0, data: str = "gw", devices: list[int] | None = None, **settings: Any) -> Gateway:
+        """`devices`: Modbus ports of SMA simulators to store as dev0, dev1, ... (polled every second)."""
         overrides: dict[str, Any] = {
             "data_dir": tmp_path / data,
             "stats_interval": 0,
@@ -91,7 +92,19 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
             "mqtt.port": port or 1883,
         }
         overrides.update({k.replace("__", "."): v for k, v in settings.items()})
-        gw = Gateway(load(None, env={}, overrides=overrides), services=[identity, outbox, telemetry, uplink])
+        services = [identity, outbox, telemetry, uplink]
+        if devices:
+            from server.devices import attach as devices_service
+            from server.devices.store import DeviceConfig, DeviceStore
+
+            (tmp_path / data).mkdir(mode=0o700, parents=True, exist_ok=True)
+            store = DeviceStore(tmp_path / data / "devices.sqlite")
+            for i, dev_port in enumerate(devices):
+                cfg = {"id": f"dev{i}", "profile": "sma", "host": "127.0.0.1", "port": dev_port, "interval": 1}
+                store.put(DeviceConfig.from_dict(cfg))
+            store.close()
+            services.insert(0, devices_service)
+        gw = Gateway(load(None, env={}, overrides=overrides), services=services)
         gw.start()
         gw.engine.start_thread()
         made.append(gw)
@@ -126,12 +139,12 @@ def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
 
 
 def report(test: str, **figures: Any) -> None:
-    """Print measured figures (shown with -s) and append them to $OHM_RELIABILITY_REPORT as a JSON line."""
+    """Print measured figures (shown with -s) and append them to $RELIABILITY_REPORT as a JSON line."""
     import json
 
     line = json.dumps({"test": test, **figures}, default=str)
     print(f"RELIABILITY {line}")
-    path = os.environ.get("OHM_RELIABILITY_REPORT")
+    path = os.environ.get("RELIABILITY_REPORT")
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
