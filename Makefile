@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # dbus-python/PyGObject build from (python-dbusmock runs BlueZ and NetworkManager mocks on a private bus).
 APT_PACKAGES := mosquitto dbus libdbus-1-dev libglib2.0-dev pkg-config libgirepository1.0-dev libcairo2-dev gcc python3-dev chromium
 
-.PHONY: all venv sysdeps test unit lint demo bench clean lock balena-push
+.PHONY: all venv sysdeps test unit lint demo bench clean lock balena-push soak
 
 all: test
 
@@ -37,19 +37,34 @@ lint: $(STAMP)
 
 test: $(STAMP) sysdeps lint
 	$(PY) -m pytest --cov --cov-report=term:skip-covered
+	$(PY) -m pytest server_rest_test -q -p no:cacheprovider  # REST suite against a live gateway it starts
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration"
 
+# Long reliability runs (not CI): the outage patterns in (near) real time for SOAK_SECONDS, then the whole
+# reliability suite at SOAK_SCALE with SOAK_KILLS unclean shutdowns. Figures: $(SOAK_REPORT) (JSON lines).
+SOAK_SECONDS ?= 600
+SOAK_SCALE ?= 0.1
+SOAK_KILLS ?= 200
+SOAK_REPORT ?= soak-report.jsonl
+soak: $(STAMP) sysdeps
+	RELIABILITY_SOAK_S=$(SOAK_SECONDS) RELIABILITY_SCALE=$(SOAK_SCALE) RELIABILITY_BACKOFF_MAX=10 \
+		RELIABILITY_KILLS=$(SOAK_KILLS) RELIABILITY_REPORT=$(SOAK_REPORT) \
+		$(PY) -m pytest tests/reliability -v -s -p no:cacheprovider
+
 demo: $(STAMP)
 	$(PY) -m server --demo
 
-bench: $(STAMP)
-	$(PY) bench/engine.py
-	$(PY) bench/harvest.py
-	$(PY) bench/uplink.py
-	$(PY) bench/api.py
-	$(PY) bench/ble.py
+# Every benchmark through one harness (bench/run.py): bench/results/<name>.json in one shape, a summary table,
+# and the chart bench/results/summary.png (matplotlib, from the `bench` extra only). BENCH_ARGS=--quick: shorter.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(STAMP) sysdeps $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # The hash-pinned dependency sets the images install (Dockerfile); the extras are constrained to the core pins.
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from flask import Flask, jsonify  # noqa: E402
 
+from bench.common import write_result  # noqa: E402
 from modbus_slave.server import Simulator  # noqa: E402
 from server.api import attach as api  # noqa: E402
 from server.api.server import ApiServer  # noqa: E402
@@ -131,6 +132,10 @@ def main() -> None:
             print(f"{REQUESTS} requests per case, keep-alive, waitress threads={THREADS}, {DEVICES} devices harvested")
             print(f"{'case':<20} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>8}")
             base: dict[int, float] = {}
+            figures: dict[str, float] = {}
+            baseline: dict[str, float] = {}
+            ratios: dict[str, float] = {}
+            targets: dict[str, bool] = {}
             for clients in (1, 10):
                 for label, p, path, token in cases:
                     rate, lat = run(p, path, clients, token)
@@ -138,11 +143,18 @@ def main() -> None:
                     ratio = rate / base[clients]
                     p50, p99 = pct(lat, 50), pct(lat, 99)
                     print(f"{label:<20} {clients:>7} {rate:>8.0f} {p50:>7.2f} {p99:>7.2f} {ratio:>7.2f}x")
+                    into = baseline if token is None and p == bare.port else figures
+                    key = f"{path.strip('/').replace('/', '_')}_c{clients}"
+                    into.update({f"{key}_req_s": rate, f"{key}_p50_ms": p50, f"{key}_p99_ms": p99})
+                    if into is figures:
+                        ratios[f"{key}_time_per_request"] = 1 / ratio  # cost vs bare: >1 slower
                     if path == "/api/state" and clients == 10:
                         ok = rate >= 500 and p99 < 50
+                        targets["/api/state @10 clients >= 500 req/s, p99 < 50 ms"] = ok
                         print(f"  target /api/state @10 clients >= 500 req/s, p99 < 50 ms: {'met' if ok else 'MISSED'}")
             polls = sum(h["polls"] for h in (svc.health(f"inv{i}") for i in range(DEVICES)))
             print(f"device polls during the run: {polls}")
+            write_result("api", figures, baseline, ratios, targets)
         finally:
             gw.stop()
             gw.engine.wait_stopped(5)
