@@ -56,12 +56,15 @@ soak: $(STAMP) sysdeps
 demo: $(STAMP)
 	$(PY) -m server --demo
 
-bench: $(STAMP)
-	$(PY) bench/engine.py
-	$(PY) bench/harvest.py
-	$(PY) bench/uplink.py
-	$(PY) bench/api.py
-	$(PY) bench/ble.py
+# Every benchmark through one harness (bench/run.py): bench/results/<name>.json in one shape, a summary table,
+# and the chart bench/results/summary.png (matplotlib, from the `bench` extra only). BENCH_ARGS=--quick: shorter.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(STAMP) sysdeps $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # The hash-pinned dependency sets the images install (Dockerfile); the extras are constrained to the core pins.
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
