@@ -300,7 +300,8 @@ class DeviceService:
             host=cfg.host,
             port=cfg.port or q.port,
             device=cfg.device,
-            baudrate=cfg.baudrate or q.baudrate,
+            # 7E1 on a P1 port means DSMR 2.2/3.0, which always runs at 9600 baud
+            baudrate=cfg.baudrate or (9600 if cfg.parity == "E" and isinstance(profile, MeterProfile) else q.baudrate),
             parity=cfg.parity or q.parity,
             stopbits=q.stopbits,
             logger_serial=cfg.logger_serial,

@@ -54,7 +54,8 @@ def test_p1_serial_cable_on_a_pty_dsmr22_7e1(svc: DeviceService, stop_later: lis
     sim = P1Simulator([V22], period=0.2).open_pty().start()
     stop_later.append(sim)
     cfg = {"id": "old", "profile": "dsmr", "transport": "p1_serial", "device": sim.device}
-    svc.add({**cfg, "baudrate": 9600, "parity": "E", "interval": 1})
+    svc.add({**cfg, "parity": "E", "interval": 1})  # 7E1: DSMR 2.2/3.0, so 9600 baud without saying so
+    assert svc._pollers["old"].endpoint.link.baudrate == 9600
     snap = wait_for(online(svc, "old"))
     assert snap.points["grid.import_wh"].value == 2002.0
     assert snap.points["gas.volume_m3"].value == 1.001
