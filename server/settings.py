@@ -260,11 +260,10 @@ def running_with(config: Config, parsed: Mapping[str, Any]) -> tuple[Config, lis
         if source.startswith("environment") or source == "command line":
             masked.append(key)
             continue
-        if key not in LIVE_KEYS:
-            continue
-        spec = FIELDS_BY_KEY[key]
-        values[key] = spec.default if value is None else value
-        sources[key] = "default" if value is None else SOURCE
+        if key not in LIVE_KEYS or value is None:
+            continue  # a forgotten value: what the lower layers (TOML) say is known after a restart
+        values[key] = value
+        sources[key] = SOURCE
     return Config(values, sources), masked
 
 
@@ -278,6 +277,6 @@ def pending_restart(config: Config, stored: Mapping[str, Any]) -> list[str]:
                 continue  # masked by a higher layer: a restart would not change it either
             if _stored_form(f, config[f.key]) != stored[f.key]:
                 out.append(f.key)
-        elif f.key not in stored and config.sources.get(f.key) == SOURCE and f.key not in LIVE_KEYS:
+        elif f.key not in stored and config.sources.get(f.key) == SOURCE:
             out.append(f.key)  # a stored value was removed; the running one came from it
     return out

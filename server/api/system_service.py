@@ -93,7 +93,7 @@ class System:
                 outcome = Outcome(
                     value={
                         "changed": changed,
-                        "applied": [k for k in changed if k in LIVE_KEYS and k not in masked],
+                        "applied": [k for k in changed if k in LIVE_KEYS and k not in masked and parsed[k] is not None],
                         "overridden": masked,
                         "restart_required": pending_restart(self.gateway.config, outcome.value),
                     }

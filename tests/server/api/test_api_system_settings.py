@@ -156,3 +156,20 @@ def test_log_level_applies_at_once(tmp_path: Path) -> None:
             admin.close()
     finally:
         root.setLevel(before)
+
+
+def test_live_keys_apply_and_the_rest_wait_for_a_restart(tmp_path: Path) -> None:
+    from server.settings import pending_restart, running_with
+
+    write_file(tmp_path, {"settings": {"mqtt.port": 1884}})
+    running = load(None, env={"OHM_NAME": "from-env"}, overrides={"data_dir": tmp_path})
+    assert running["mqtt.port"] == 1884 and running.sources["mqtt.port"] == "settings"
+    new, masked = running_with(running, {"log_level": "debug", "name": "ignored", "workers": 8})
+    assert new["log_level"] == "debug" and new.sources["log_level"] == "settings"  # live
+    assert new["name"] == "from-env" and masked == ["name"]  # the environment ranks above
+    assert new["workers"] == 4  # needs a restart
+    assert pending_restart(new, {"log_level": "debug", "mqtt.port": 1884, "workers": 8}) == ["workers"]
+    # forgetting the stored port: the running value still came from it until a restart
+    assert pending_restart(new, {"log_level": "debug"}) == ["mqtt.port"]
+    kept, _ = running_with(new, {"log_level": None})  # forgotten: the TOML or default value comes back on restart
+    assert kept["log_level"] == "debug" and pending_restart(kept, {}) == ["log_level", "mqtt.port"]
