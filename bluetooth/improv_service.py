@@ -48,7 +48,6 @@ class ImprovHandler:
         self.on_identify = on_identify
         self.on_provisioned = on_provisioned
         self.hostname = socket.gethostname()
-        self.name_override: str | None = None
         self.error = iv.Error.NONE
         self.result = b""
         self._provisioning = False
@@ -150,13 +149,40 @@ class ImprovHandler:
                 log.info("Improv: hostname set to %s", self.hostname)
             self._send_result(conn, command, [self.hostname])
         elif command == iv.Command.DEVICE_NAME:
+            name = None
             if data:
-                name = iv.decode_strings(data)
-                if len(name) != 1 or not name[0].strip():
+                strings = iv.decode_strings(data)
+                if len(strings) != 1 or not strings[0].strip():
                     raise iv.FrameError("device name must be one non-empty string")
-                self.name_override = name[0].strip()
-                log.info("Improv: device name set to %s", self.name_override)
-            self._send_result(conn, command, [self.name_override or self.device_name()])
+                name = strings[0].strip()
+            self._device_name(conn, name)
+
+    def _device_name(self, conn: str, name: str | None) -> None:
+        """The gateway's human name is the server's `name` setting: read it, or set it (PATCH /api/settings)."""
+
+        def call() -> Reply:
+            if name is not None:
+                changed = self.forwarder.call("PATCH", "/api/settings", {"name": name})
+                if not 200 <= changed.status < 300:
+                    return changed
+            return self.forwarder.call("GET", "/api/name")
+
+        def then(outcome: Any) -> None:
+            reply = outcome.value if outcome.ok else None
+            if reply is not None and reply.status == 200 and isinstance(reply.body, dict):
+                current = reply.body.get("name")
+                if isinstance(current, str) and current:
+                    if name is not None:
+                        log.info("Improv: device name set to %s", current)
+                    self._send_result(conn, iv.Command.DEVICE_NAME, [current])
+                    return
+            if name is None and (reply is None or reply.status == 404):
+                self._send_result(conn, iv.Command.DEVICE_NAME, [self.device_name()])  # a server without names
+                return
+            log.warning("Improv: device name not %s (%s)", "set" if name else "read", _why(outcome))
+            self._set_error(iv.Error.UNKNOWN)
+
+        self.offload(call, then)
 
     def _wifi(self, conn: str, ssid: str, password: str) -> None:
         self._provisioning = True
@@ -197,6 +223,12 @@ class ImprovHandler:
             self._send_result(conn, iv.Command.SCAN_NETWORKS, scan_strings(reply.body))
 
         self.offload(lambda: self.forwarder.call("POST", "/api/wifi/scan", {}), then)
+
+
+def _why(outcome: Any) -> str:
+    if not outcome.ok:
+        return getattr(outcome.error, "detail", type(outcome.error).__name__)
+    return f"HTTP {outcome.value.status}"
 
 
 def _failed(body: Any) -> bool:

@@ -118,10 +118,17 @@ class BumbleBackend(Backend):
         handler.on_connect(key)
 
     async def set_advert(self, advert: Advert) -> None:
-        """Restart advertising with new data (bumble stops the old set first)."""
+        """New advertising data: in place on a running advertising set (no gap a central could connect into),
+        else (re)start advertising."""
         if self.device is None:
             return
-        self.device.name = advert.name
+        running = self.device.legacy_advertising_set
+        if running is not None and running.enabled:
+            await running.set_advertising_data(advert.payload())
+            await running.set_scan_response_data(advert.scan_response())
+            return
+        if advert.name:
+            self.device.name = advert.name
         await self.device.start_advertising(
             advertising_data=advert.payload(),
             scan_response_data=advert.scan_response(),

@@ -69,6 +69,15 @@ def test_improv_scan_and_wifi_settings_provision(wifi_ble: Ble) -> None:
     wait_for(lambda: ble.service.improv.error == iv.Error.UNABLE_TO_CONNECT, timeout=15)
 
 
+def test_improv_device_name_is_the_gateway_name(wifi_ble: Ble) -> None:
+    ble = wifi_ble
+    central = ble.connect(185)
+    assert ble.run(central.improv(iv.Command.DEVICE_NAME, iv.encode_strings(["Garage gateway"]))) == ["Garage gateway"]
+    ble.run(central.handshake(ble.service.pop))
+    assert ble.run(central.rest("GET", "/api/name"))["body"] == {"name": "Garage gateway"}
+    assert ble.run(central.improv(iv.Command.DEVICE_NAME)) == ["Garage gateway"]
+
+
 def test_ohm_channel_wifi_scan_and_connect(wifi_ble: Ble) -> None:
     ble = wifi_ble
     central = ble.connect(517)
