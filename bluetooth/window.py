@@ -29,6 +29,7 @@ class Window:
         self.state = WindowState()
         self._local_until: float | None = None
         self._mode = "unknown"
+        self._problem: int | None = None
 
     @property
     def mode(self) -> str:
@@ -47,8 +48,11 @@ class Window:
             self.tick(now)
             return
         if status != 200 or not isinstance(body, dict):
-            log.debug("provisioning state: HTTP %s", status)
+            if status != self._problem:  # once per kind of problem (a wrong token, a server error), not per poll
+                self._problem = status
+                log.warning("provisioning state unavailable: the server answered HTTP %s", status)
             return
+        self._problem = None
         if self._mode != "server":
             log.info("provisioning window state comes from the server")
             self._mode = "server"

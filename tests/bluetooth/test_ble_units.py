@@ -204,6 +204,16 @@ def test_pop_file_is_private_and_stable(tmp_path: Path) -> None:
 # ---- window, advert, button, config ---------------------------------------------------------------
 
 
+def test_window_reports_a_server_problem_once(caplog: pytest.LogCaptureFixture) -> None:
+    w = Window()
+    for t in range(3):
+        w.from_server(401, {"error": "unauthorized"}, float(t))
+    assert caplog.text.count("HTTP 401") == 1 and not w.state.open
+    w.from_server(200, {"window_open": True}, 4.0)
+    w.from_server(401, None, 5.0)
+    assert caplog.text.count("HTTP 401") == 2 and w.state.open  # a known state is kept through a hiccup
+
+
 def test_window_from_server_and_local_fallback() -> None:
     changes: list[WindowState] = []
     w = Window(local_seconds=300, on_change=changes.append)
