@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,7 +68,9 @@ def _accepts(path: Path) -> bool:
 @contextmanager
 def private_bus(tmp: Path) -> Iterator[str]:
     """Start a dbus-daemon of our own; yields its address."""
-    socket = tmp / "system_bus_socket"
+    # A unix socket path has a 108-byte limit; pytest's tmp_path grows with the test name, so keep it short.
+    short = Path(tempfile.mkdtemp(prefix="ohm-bus-", dir="/tmp"))
+    socket = short / "bus"
     conf = tmp / "bus.conf"
     conf.write_text(CONFIG.format(socket=socket))
     proc = subprocess.Popen(
@@ -91,6 +94,7 @@ def private_bus(tmp: Path) -> Iterator[str]:
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 @contextmanager
