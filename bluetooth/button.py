@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("ohm.ble")
+SOC_CHIPS = ("pinctrl-bcm", "pinctrl-rp1")  # the header pins' chip: Pi 1-4 (BCM283x/2711), Pi 5 (RP1)
 
 
 class SysfsButton:
@@ -20,14 +21,26 @@ class SysfsButton:
         self._problem_logged = False
 
     @property
+    def number(self) -> int:
+        """The sysfs number of the BCM pin: since Linux 6.6 the Pi's GPIO chip starts at 512 (or elsewhere)."""
+        for chip in sorted(self.root.glob("gpiochip*")):
+            try:
+                label = (chip / "label").read_text().strip()
+                if label.startswith(SOC_CHIPS):
+                    return int((chip / "base").read_text().strip()) + self.pin
+            except (OSError, ValueError):
+                continue
+        return self.pin
+
+    @property
     def value_file(self) -> Path:
         """The sysfs value file of the pin."""
-        return self.root / f"gpio{self.pin}" / "value"
+        return self.root / f"gpio{self.number}" / "value"
 
     def _setup(self) -> None:
-        pin_dir = self.root / f"gpio{self.pin}"
+        pin_dir = self.root / f"gpio{self.number}"
         if not pin_dir.exists():
-            (self.root / "export").write_text(str(self.pin))
+            (self.root / "export").write_text(str(self.number))
         direction = pin_dir / "direction"
         if direction.exists() and direction.read_text().strip() != "in":
             direction.write_text("in")

@@ -268,6 +268,17 @@ def test_sysfs_button_edges(tmp_path: Path) -> None:
     assert button.poll()
 
 
+def test_sysfs_button_finds_the_soc_chip_base(tmp_path: Path) -> None:
+    for name, label, base in (("gpiochip0", "raspberrypi-exp-gpio", 0), ("gpiochip512", "pinctrl-bcm2711", 512)):
+        chip = tmp_path / name
+        chip.mkdir()
+        (chip / "label").write_text(label + "\n")
+        (chip / "base").write_text(f"{base}\n")
+    button = SysfsButton(17, tmp_path)
+    assert button.number == 529 and button.value_file == tmp_path / "gpio529" / "value"
+    assert SysfsButton(17, tmp_path / "none").number == 17  # an older kernel: the pin number itself
+
+
 def test_config_defaults_env_and_errors(tmp_path: Path) -> None:
     s = load(env={})
     assert s.server_url == "http://127.0.0.1:8080" and s.button_pin == -1 and s.backend == "auto"
