@@ -66,10 +66,11 @@ def _last_poll(api: int, token: str | None, device: str) -> float:
 
 @pytest.fixture
 def sims():
+    units = (1, 2, 3, 4)  # four devices behind each endpoint (one bus, one lane each): 12 readings/s
     made = [
-        Simulator("sma", clock=lambda: NOON).start(),
-        Simulator("sma", clock=lambda: NOON, fault=Fault("delay", value=0.05)).start(),  # longer polls
-        Simulator("fronius", clock=lambda: NOON).start(),
+        Simulator("sma", clock=lambda: NOON, unit_ids=units).start(),
+        Simulator("sma", clock=lambda: NOON, unit_ids=units, fault=Fault("delay", value=0.02)).start(),  # slow polls
+        Simulator("fronius", clock=lambda: NOON, unit_ids=units).start(),
     ]
     try:
         yield made
@@ -93,13 +94,14 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
     broker = mosquitto_factory()
     consumer = consumer_factory(broker)
     link = proxy_factory(broker.port)
+    link.set_delay(0.15)  # PUBACKs take a while: kills land with batches in flight
     data = tmp_path / "gw"
     data.mkdir(mode=0o700)
     store = DeviceStore(data / "devices.sqlite")
     for i, s in enumerate(sims):
-        profile = "fronius" if s.profile.key == "fronius" else "sma"
-        dev = {"id": f"dev{i}", "profile": profile, "host": "127.0.0.1", "port": s.port, "interval": 1}
-        store.put(DeviceConfig.from_dict(dev))
+        for unit in s.unit_ids:
+            dev = {"id": f"dev{i}u{unit}", "profile": s.profile.key, "host": "127.0.0.1", "port": s.port}
+            store.put(DeviceConfig.from_dict({**dev, "unit_id": unit, "interval": 1}))
     store.close()
     api = free_port()
     env = {
@@ -114,8 +116,8 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
         "OHM_MQTT_HOST": "127.0.0.1",
         "OHM_MQTT_PORT": str(link.port),
         "OHM_MQTT_BACKOFF_MAX": "0.5",
-        "OHM_MQTT_BACKLOG_RATE": "5",  # slow drain: kills land mid-drain
-        "OHM_TELEMETRY_BATCH_INTERVAL": "0.3",
+        "OHM_MQTT_BACKLOG_RATE": "3",  # slow drain of what offline lives left: kills land mid-drain
+        "OHM_TELEMETRY_BATCH_INTERVAL": "0.1",
     }
     log = tmp_path / "gateway.log"
     rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "8")))
@@ -123,6 +125,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
     names_sent: list[str] = []
     starts: list[float] = []
     offline_rounds = 0
+    mid_drain = 0
     token = None
     for rnd in range(KILLS):
         offline = rnd % 3 == 2  # every third life without any backend
@@ -135,13 +138,15 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
             token = json.loads((data / "api_tokens.json").read_text())["admin"]
         # Harvesting resumes at once, backend or not: a fresh reading of a stored device.
         wait_for(
-            lambda tok=token, t0=t_spawn: any(_last_poll(api, tok, f"dev{i}") > t0 for i in range(len(sims))),
+            lambda tok=token, t0=t_spawn: _last_poll(api, tok, "dev0u1") > t0,
             10,
             why=lambda: log.read_text()[-2000:],
         )
         writer = SettingsWriter(api, token, f"r{rnd}")
         time.sleep(rng.uniform(0.0, 0.5))
         acknowledged |= committed_readings(data)  # everything committed so far must reach the consumer
+        if not offline and outbox_state(data)["rows"]:
+            mid_drain += 1  # killed with rows waiting for, or in flight to, the broker
         zygote.kill(pid)
         writer.stop()
         names_sent += writer.sent
@@ -150,8 +155,9 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
         stored = doc.get("settings", {}).get("name")
         assert stored is None or stored in names_sent, stored
         assert outbox_state(data)["ok"]
-    # Last start with the backend: everything committed drains, then a clean stop.
+    # Last start with the backend: everything committed drains (at full speed now), then a clean stop.
     link.restore()
+    env["OHM_MQTT_BACKLOG_RATE"] = "1000"
     pid = zygote.spawn(env, log)
     wait_healthy(api)
     wait_for(lambda: outbox_state(data)["rows"] == 0, 60, why=lambda: str(outbox_state(data)))
@@ -173,14 +179,16 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_reading(
     missing = acknowledged - delivered
     assert not missing, f"{len(missing)} acknowledged readings lost, e.g. {sorted(missing)[:3]}"
     assert "Traceback" not in log.read_text()
+    assert mid_drain >= KILLS // 5, mid_drain  # the kills really landed during drains
     report(
         "kill9_random",
         kills=KILLS,
         offline_lives=offline_rounds,
+        killed_mid_drain=mid_drain,
         acknowledged_checked=len(acknowledged),
         acknowledged_lost=len(missing),
         readings_delivered=len(delivered),
-        batches=committed,
+        sequence_numbers=committed,
         stored_duplicates=len(seqs) - len(set(seqs)),
         redelivered=consumer.counts["duplicate"],
         settings_writes_sent=len(names_sent),
