@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -82,6 +83,7 @@ class JsonHttpSimulator:
         self.scheme = "http"
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[Any] = set()
 
     def authorised(self, headers: dict[str, str]) -> bool:
         """Whether a request may be answered (subclasses check tokens)."""
@@ -124,6 +126,10 @@ class JsonHttpSimulator:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
+            def process_request(self, request: Any, client_address: Any) -> None:
+                sim._connections.add(request)  # closed by stop(): a stopped device drops its keep-alive links
+                super().process_request(request, client_address)
+
             def finish_request(self, request: Any, client_address: Any) -> None:
                 if tls is not None:  # the TLS handshake in the connection's own thread, never in accept()
                     request.settimeout(5.0)
@@ -131,6 +137,7 @@ class JsonHttpSimulator:
                         request = tls.wrap_socket(request, server_side=True)
                     except (OSError, ssl.SSLError):
                         return
+                    sim._connections.add(request)  # the TLS socket took over the plain one's descriptor
                 super().finish_request(request, client_address)
 
         server = Server((host, port), Handler)
@@ -145,6 +152,12 @@ class JsonHttpSimulator:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        for conn in list(self._connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
+            conn.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
 

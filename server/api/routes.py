@@ -502,6 +502,10 @@ DEVICE_BODY: dict[str, Any] = {
             "writeOnly": True,
             "description": "Enphase Envoy owner token (firmware 7+); stored 0600, never returned (see token_set)",
         },
+        "tls_pin": {
+            "type": "string",
+            "description": "SHA-256 (hex) of the Envoy's certificate; pinned on first use, '' trusts a new one",
+        },
     },
     "additionalProperties": False,
 }

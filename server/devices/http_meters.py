@@ -7,6 +7,7 @@ ever put in the Authorization header of requests to the configured host, never i
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
@@ -23,9 +24,13 @@ MAX_BODY = 1 << 20  # a real /production.json is ~4 KB; anything near a megabyte
 class JsonHttp:
     """GET JSON from one host over one keep-alive connection (reopened after an error)."""
 
-    def __init__(self, host: str, port: int, timeout: float, *, tls: bool = False, token: str = "") -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float, *, tls: bool = False, token: str = "", pin: str = ""
+    ) -> None:
         self.host, self.port, self.timeout, self.tls = host, port, timeout, tls
         self._token = token
+        self.pin = pin  # expected certificate SHA-256; empty: take the first one seen (trust on first use)
+        self.new_pin: str | None = None  # set when this client pinned a certificate on first use
         self._conn: http.client.HTTPConnection | None = None
         self.where = f"{'https' if tls else 'http'}://{host}:{port}"
 
@@ -66,10 +71,23 @@ class JsonHttp:
             if self.tls:
                 # The Envoy serves HTTPS with a self-signed certificate made on the device: there is no
                 # chain to verify. The token only goes to the host the owner configured.
+                # Pinning the certificate (before any request, so before the token is sent) stands in for it.
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx)
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx)
+                conn.connect()
+                der = conn.sock.getpeercert(binary_form=True) if conn.sock is not None else None
+                seen = hashlib.sha256(der or b"").hexdigest()
+                if not self.pin:
+                    self.pin = self.new_pin = seen
+                elif seen != self.pin:
+                    conn.close()
+                    raise DeviceIOError(
+                        f"certificate changed (pinned {self.pin[:16]}..., now {seen[:16]}...): not sending the token; "
+                        "if the gateway was replaced, clear tls_pin to trust its new certificate"
+                    )
+                self._conn = conn
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self._conn
@@ -126,7 +144,8 @@ class EnvoyClient(_MeterClient):
 
     def __init__(self, link: Link) -> None:
         tls = bool(link.secret)  # firmware 7+ (the one that needs a token) serves HTTPS only
-        self.http = JsonHttp(link.host, link.port or (443 if tls else 80), link.timeout, tls=tls, token=link.secret)
+        port = link.port or (443 if tls else 80)
+        self.http = JsonHttp(link.host, port, link.timeout, tls=tls, token=link.secret, pin=link.tls_pin)
         meters = self.http.get("/ivp/meters", missing_ok=True)
         # eid -> measurementType ("production", "net-consumption", "total-consumption")
         self._meters = {
@@ -134,6 +153,11 @@ class EnvoyClient(_MeterClient):
             for m in (meters if isinstance(meters, list) else [])
             if isinstance(m, dict) and "eid" in m and "measurementType" in m and m.get("state", "enabled") == "enabled"
         }
+
+    @property
+    def new_pin(self) -> str | None:
+        """The certificate fingerprint pinned on first use by this client, if it pinned one."""
+        return self.http.new_pin
 
     def fetch(self) -> dict[str, Any]:
         """One merged document: production.json's lists and {measurementType: reading} under `meters`."""

@@ -99,6 +99,7 @@ class Poller:
         self._stopped = False
         self._last_points: dict[str, Point] = {}
         self.lateness: deque[float] = deque(maxlen=512)  # seconds each poll started after its slot
+        self.on_pin: Any = None  # called (in a worker) with a certificate fingerprint pinned on first use
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -155,6 +156,10 @@ class Poller:
                 from .p1_transport import rejected
 
                 self.health.extra["rejected_telegrams"] = rejected(self.endpoint.link.key)
+        pin, hook = getattr(self.endpoint.client, "new_pin", None), self.on_pin
+        if pin and hook is not None:
+            self.on_pin = None  # once: the service keeps the certificate and restarts this poller with it
+            hook(pin)
         return meters.decode(self._meter, document)
 
     def _meter_done(self, outcome: Outcome[dict[str, Point]]) -> None:

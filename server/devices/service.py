@@ -308,6 +308,7 @@ class DeviceService:
             timeout=self.timeout if self.timeout is not None else q.timeout,
             connect_delay=q.connect_delay,
             secret=cfg.token,
+            tls_pin=cfg.tls_pin,
         )
 
     def _run(self, cfg: DeviceConfig) -> None:
@@ -336,7 +337,22 @@ class DeviceService:
                 backoff_cap=self.backoff_cap,
             )
             self._pollers[cfg.id] = poller
+            if link.transport == "envoy" and link.secret and not cfg.tls_pin:
+                poller.on_pin = lambda pin, device_id=cfg.id: self._pin(device_id, pin)
         poller.start()
+
+    def _pin(self, device_id: str, pin: str) -> None:
+        """Keep the certificate an Envoy showed on first contact (the poller restarts with the pin)."""
+
+        def keep(now: float) -> None:
+            try:
+                if not self.get(device_id).tls_pin:
+                    self.change(device_id, {"tls_pin": pin})
+                    log.info("device %s: Envoy certificate pinned (sha256 %s...)", device_id, pin[:16])
+            except (KeyError, DeviceConfigError):
+                pass  # removed or changed meanwhile
+
+        self.engine.call_soon(keep, kind="devices.pin", cls=TaskClass.CONTROL)
 
     def _halt(self, device_id: str) -> None:
         poller = self._pollers.pop(device_id, None)

@@ -45,6 +45,7 @@ class DeviceConfig:
     name: str = ""
     enabled: bool = True
     token: str = field(default="", repr=False)  # Envoy owner token: a secret, never in as_dict() or a repr
+    tls_pin: str = ""  # SHA-256 (hex) of the Envoy's self-signed certificate, pinned on first use
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceConfig:
@@ -91,6 +92,8 @@ class DeviceConfig:
             raise DeviceConfigError("token: only Envoy devices take a token")
         if len(self.token) > MAX_TOKEN or not self.token.isprintable() or " " in self.token:
             raise DeviceConfigError(f"token: at most {MAX_TOKEN} printable characters without spaces")
+        if self.tls_pin and (len(self.tls_pin) != 64 or not all(c in "0123456789abcdef" for c in self.tls_pin)):
+            raise DeviceConfigError("tls_pin: the certificate's SHA-256 as 64 lowercase hex digits, or empty")
         if not 0 <= self.port <= 65535:
             raise DeviceConfigError("port: must be 1-65535")
         if not -1 <= self.unit_id <= 255:

@@ -57,6 +57,7 @@ class Link:
     timeout: float = 2.0
     connect_delay: float = 0.0
     secret: str = field(default="", repr=False, compare=False)  # Envoy token: never in a repr or a log line
+    tls_pin: str = ""  # expected SHA-256 of the peer's certificate (Envoy); empty: pin on first use
 
     @property
     def key(self) -> str:

@@ -162,3 +162,42 @@ def test_api_never_returns_or_logs_the_token(tmp_path: Path, stop_later: list[An
             admin.close()
         gw.stop()
         gw.engine.wait_stopped(5)
+
+
+def _fingerprint(pki_dir: Path) -> str:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert = x509.load_pem_x509_certificate((pki_dir / "server.pem").read_bytes())
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+@pytest.mark.integration
+def test_certificate_is_pinned_on_first_use_and_an_impostor_never_gets_the_token(
+    svc: DeviceService, stop_later: list[Any], tmp_path: Path
+) -> None:
+    real = EnvoySimulator(token=TOKEN).start(tls=_tls(tmp_path / "real"))
+    stop_later.append(real)
+    port = real.port
+    svc.add({"id": "env", "profile": "envoy", "host": "127.0.0.1", "port": port, "token": TOKEN, "interval": 1})
+    wait_for(lambda: svc.get("env").tls_pin)
+    pin = svc.get("env").tls_pin
+    assert pin == _fingerprint(tmp_path / "real" / "pki")
+    assert svc.list()[0]["tls_pin"] == pin  # not a secret: the owner can compare it with the gateway's
+    wait_for(online(svc, "env"))
+
+    real.stop()  # someone else answers at the Envoy's address with another self-signed certificate
+    fake = EnvoySimulator().start(port=port, tls=_tls(tmp_path / "fake"))
+    stop_later.append(fake)
+    snap = wait_for(
+        lambda: (s := svc.snapshot("env")) and "certificate changed" in (s.error or "") and s,
+        why=lambda: repr(svc.health("env")),
+    )
+    assert not snap.online
+    assert all("authorization" not in h for _, h in fake.requests)  # the token never went to the impostor
+
+    svc.change("env", {"tls_pin": ""})  # the owner replaced the gateway: trust the new certificate
+    wait_for(lambda: svc.get("env").tls_pin == _fingerprint(tmp_path / "fake" / "pki"))
+    wait_for(online(svc, "env"))
