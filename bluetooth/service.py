@@ -345,7 +345,9 @@ class BleService:
     def on_read(self, conn: str, char: str) -> bytes:
         """A read: answered from current values at once."""
         if char == OHM_INFO:
-            return json.dumps(self.info(), separators=(",", ":")).encode()
+            # The reader's MTU too: Web Bluetooth cannot ask for it, and the page sizes its chunks by it.
+            info = {**self.info(), "mtu": self.backend.mtu(conn)}
+            return json.dumps(info, separators=(",", ":")).encode()
         return self.improv.read(char)
 
     # ---- towards the BLE loop --------------------------------------------------------------------

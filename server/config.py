@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "OHM_"
+# Variables the BLE service (bluetooth/config.py) reads: one .env or fleet-wide variable set serves both containers,
+# so the gateway passes over them instead of calling them unknown.
+FOREIGN_ENV_PREFIXES = ("OHM_BLE_",)
+FOREIGN_ENV_NAMES = frozenset({"OHM_SERVER_URL"})
 
 
 class ConfigError(ValueError):
@@ -272,6 +276,8 @@ def load(
     known_envs = {f.env: f.key for f in FIELDS}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        if name in FOREIGN_ENV_NAMES or name.startswith(FOREIGN_ENV_PREFIXES):
             continue
         key = known_envs.get(name)
         if key is None:

@@ -48,7 +48,7 @@ def test_rest_over_ohm_channel_at_mtu(ble: Ble, server: Server, mtu: int) -> Non
     central = ble.connect(mtu)
     assert central.mtu == mtu
     info = json.loads(ble.run(central.read(OHM_INFO)))
-    assert info == {"v": 1, "name": ble.service.name, "window": True, "id": ble.service.gateway_id}
+    assert info == {"v": 1, "name": ble.service.name, "window": True, "id": ble.service.gateway_id, "mtu": mtu}
     assert len(json.dumps(info, separators=(",", ":"))) < 180
     ble.run(central.handshake(ble.service.pop))
     reply = ble.run(central.rest("GET", "/api/crypto"))

@@ -437,3 +437,15 @@ def test_improv_scan_and_bad_hostname() -> None:
     assert iv.decode_strings(imp.read(IMPROV_RESULT)[2:-1]) == ["Home", "-50", "WPA2"]
     imp.on_write("c", iv.frame(iv.Command.HOSTNAME, iv.encode_strings(["bad name!"])))
     assert imp.error == iv.Error.BAD_HOSTNAME
+
+
+def test_auto_backend_follows_the_system_bus_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Containers mount the host bus elsewhere and say so in DBUS_SYSTEM_BUS_ADDRESS.
+    from bluetooth.backends import _system_bus_present
+
+    sock = tmp_path / "system_bus_socket"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={sock}")
+    present_by_default = Path("/run/dbus/system_bus_socket").exists()
+    assert _system_bus_present() is present_by_default
+    sock.write_bytes(b"")
+    assert _system_bus_present() is True

@@ -75,3 +75,11 @@ def test_reference_lists_every_setting() -> None:
     table = reference()
     for f in FIELDS:
         assert f"`{f.env}`" in table
+
+
+def test_the_ble_services_variables_are_not_the_gateways_business() -> None:
+    # One .env serves both containers: OHM_BLE_* and OHM_SERVER_URL belong to bluetooth/config.py.
+    cfg = load(None, env={"OHM_BLE_BACKEND": "bless", "OHM_SERVER_URL": "http://127.0.0.1:8080", "OHM_WORKERS": "3"})
+    assert cfg.get("workers") == 3
+    with pytest.raises(ConfigError, match="unknown variable OHM_BLEBACKEND"):
+        load(None, env={"OHM_BLEBACKEND": "bless"})
