@@ -84,7 +84,8 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
             return frames, rest if len(rest) <= MAX_TELEGRAM else b""
         eol = buffer.find(b"\n", end)
         if eol < 0:
-            return frames, buffer[start:]
+            rest = buffer[start:]
+            return frames, rest if len(rest) <= MAX_TELEGRAM else b""
         frames.append(buffer[start : eol + 1])
         pos = eol + 1
 

@@ -180,6 +180,13 @@ def test_split_frames_handles_noise_partial_and_interrupted_telegrams() -> None:
         p1.parse_telegram(frames[0])
 
 
+def test_split_frames_never_holds_more_than_one_telegram_of_garbage() -> None:
+    for junk in (b"/" + b"x" * (p1.MAX_TELEGRAM + 10), b"/x!" + b"y" * (p1.MAX_TELEGRAM + 10)):
+        frames, rest = p1.split_frames(junk)
+        assert frames == [] and rest == b""
+    assert p1.split_frames(b"no start mark at all") == ([], b"")
+
+
 def test_frame_adds_a_crc_that_parses() -> None:
     raw = p1.frame("/TEST5\r\n\r\n1-3:0.2.8(50)\r\n1-0:1.7.0(01.500*kW)\r\n!")
     tel = p1.parse_telegram(raw)
