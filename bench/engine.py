@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from server.engine import Engine, Task, TaskClass
+from server.engine.stats import KindStats, LatenessWindow
 
 
 def noop(now: float) -> None:
@@ -27,15 +28,18 @@ def noop(now: float) -> None:
 
 
 def bare_heapq(n: int) -> float:
-    """Tasks/s of a bare heap loop: push n (due, prio, seq, fn), pop and call each with the time."""
+    """Tasks/s of a bare heap loop: push n (due, seq, fn), pop and call each with the time.
+
+    The fairest floor: no priority, no lock, no stats; (due, seq) ties break on an int, never on fn.
+    """
     t0 = time.perf_counter()
     mono = time.monotonic
     heap: list = []
     now = mono()
     for i in range(n):
-        heapq.heappush(heap, (now, 0, i, noop))
+        heapq.heappush(heap, (now, i, noop))
     while heap:
-        _due, _, _, fn = heapq.heappop(heap)
+        _due, _, fn = heapq.heappop(heap)
         fn(mono())
     return n / (time.perf_counter() - t0)
 
@@ -88,14 +92,14 @@ def bare_heapq_steady(n: int) -> float:
 
     def step(now: float) -> tuple | None:
         left[0] -= 1
-        return (now, 0, left[0], step) if left[0] > 0 else None
+        return (now, left[0], step) if left[0] > 0 else None
 
     t0 = time.perf_counter()
     now = mono()
     for i in range(CHAINS):
-        heapq.heappush(heap, (now, 0, n + i, step))
+        heapq.heappush(heap, (now, n + i, step))
     while heap:
-        _, _, _, fn = heapq.heappop(heap)
+        _, _, fn = heapq.heappop(heap)
         nxt = fn(mono())
         if nxt is not None:
             heapq.heappush(heap, nxt)
@@ -118,6 +122,71 @@ def engine_steady(n: int) -> float:
     for _ in range(CHAINS):
         engine.call_soon(step, kind="chain", cls=TaskClass.HARVEST)
     return run_until(engine, done, n, time.perf_counter())
+
+
+def _loop_ns(body, n: int) -> float:  # type: ignore[no-untyped-def]
+    """Nanoseconds per iteration of `body(n)`, which runs its operation n times."""
+    gc.collect()
+    t0 = time.perf_counter()
+    body(n)
+    return (time.perf_counter() - t0) / n * 1e9
+
+
+def per_task_costs(n: int) -> dict[str, float]:
+    """What the operations the engine adds to each task cost here, each in isolation (ns, loop overhead taken off).
+
+    The same operations as the engine's hot loop (Engine._drain), on the same objects, so the steady-state
+    gap to the bare loop can be split by feature. Measured, not estimated: run beside the throughput rounds.
+    """
+    harvest = TaskClass.HARVEST
+    lock = threading.Lock()
+    acquire, release = lock.acquire, lock.release
+    mono = time.monotonic
+    kinds = {"chain": KindStats()}
+    lateness = LatenessWindow()
+    samples, mask = lateness.samples, lateness.mask
+
+    def empty(n: int) -> None:
+        for _ in range(n):
+            pass
+
+    def task(n: int) -> None:
+        for _ in range(n):
+            Task(noop, kind="chain", cls=harvest)
+
+    def tup(n: int) -> None:
+        now = 0.0
+        for i in range(n):
+            (now, i, noop)  # noqa: B018 - the successor the bare loop builds
+
+    def locking(n: int) -> None:
+        for _ in range(n):
+            release() if acquire() else None
+
+    def clock(n: int) -> None:
+        for _ in range(n):
+            mono()
+
+    def stats(n: int) -> None:
+        ks_kind, ks, kind, now, due, end = None, KindStats(), "chain", 2.0, 1.0, 2.000001
+        for _ in range(n):
+            elapsed = end - now
+            if kind is not ks_kind:  # the engine looks a kind up only when it changes
+                ks_kind = kind
+                ks = kinds.get(kind)
+            ks.runs += 1
+            ks.total += elapsed
+            if elapsed > ks.max:
+                ks.max = elapsed
+            count = lateness.count
+            samples[count & mask] = now - due
+            lateness.count = count + 1
+
+    base = _loop_ns(empty, n)
+    return {
+        name: max(0.0, _loop_ns(fn, n) - base)
+        for name, fn in (("task", task), ("tuple", tup), ("lock", locking), ("clock", clock), ("stats", stats))
+    }
 
 
 def worker_job() -> None:
@@ -238,6 +307,26 @@ def main() -> int:
     print(f"  ohm engine        {s_eng:>12,.0f} tasks/s   {s_ratio:.2f}x slower than heapq")
     print(f"  per-round ratios engine/heapq: {', '.join(f'{b / e:.2f}' for b, e in steady)}")
 
+    # Where the steady-state gap goes: each per-task operation measured alone, interleaved with the loops.
+    cost_rounds = [
+        (per_task_costs(args.tasks), 1e9 / bare_heapq_steady(args.tasks), 1e9 / engine_steady(args.tasks))
+        for _ in range(3)
+    ]
+    costs = {k: statistics.median(c[k] for c, _, _ in cost_rounds) for k in cost_rounds[0][0]}
+    ns_bare = statistics.median(b for _, b, _ in cost_rounds)
+    ns_eng = statistics.median(e for _, _, e in cost_rounds)
+    premium = costs["task"] - costs["tuple"]
+    rest = ns_eng - ns_bare - premium - costs["lock"] - costs["stats"]
+    print("steady state per task, ns (each operation timed alone; median of 3 interleaved rounds)")
+    print(f"  bare heapq loop             {ns_bare:7.0f}   pop, call, build the successor tuple, push, one clock read")
+    print(f"  ohm engine                  {ns_eng:7.0f}   {ns_eng / ns_bare:.2f}x; the difference is:")
+    print(f"    successor Task() vs tuple {premium:7.0f}   Task() {costs['task']:.0f}, tuple {costs['tuple']:.0f}")
+    print(f"    lock round trip           {costs['lock']:7.0f}   thread-safe submit and cancel from any thread")
+    print(f"    run time per kind, lateness {costs['stats']:5.0f}   per-kind runs/total/max and the lateness ring")
+    print(f"    the rest                  {rest:7.0f}   priorities, budget, supervision, follow-up bookkeeping")
+    print(f"    (a clock read costs {costs['clock']:.0f}; the engine reads once per task, like the bare loop)")
+    print(f"  engine less the Task() premium: {(ns_eng - premium) / ns_bare:.2f}x the bare loop")
+
     late_e = engine_lateness(args.periodic, args.seconds, args.workers)
     late_s = sched_lateness(args.periodic, args.seconds, args.workers)
     print(f"lateness ({args.periodic} periodic 1 s tasks, {args.seconds:g} s, {args.workers} busy workers)")
@@ -267,6 +356,7 @@ def main() -> int:
             {
                 "throughput": {"bare_heapq": bare, "sched": sch, "engine": eng, "ratio_vs_heapq": ratio},
                 "steady": {"bare_heapq": s_bare, "engine": s_eng, "ratio_vs_heapq": s_ratio, "in_flight": CHAINS},
+                "steady_costs_ns": {"bare": ns_bare, "engine": ns_eng, **costs, "rest": rest},
                 "lateness": {"engine": late_e, "sched": late_s},
                 "idle": idle,
                 "targets": targets,

@@ -1,16 +1,17 @@
 """The priority task engine: a time-ordered queue of small non-blocking tasks run by one loop.
 
 Tasks wait in a timer heap ordered by (due, seq). When due they move, in due order, to the ready
-queue of their priority, taking a fresh seq, so tasks run in (due, priority, seq) order: when the
-loop falls behind, what matters most runs first and equals keep FIFO. Seqs only grow, so each
-priority's ready queue is a plain FIFO deque (no heap), and the loop takes from the most urgent
-non-empty one. The loop sleeps on a condition until the next due time or a submission: no
-polling, and no wake-ups at all while nothing is due.
+queue of their priority, so tasks run in (due, priority, seq) order: when the loop falls behind,
+what matters most runs first and equals keep FIFO. A task becomes ready at most once at a time
+and in a growing order, so each priority's ready queue is a plain FIFO deque of tasks (no heap,
+no wrapper object per task), and the loop takes from the most urgent non-empty one. The loop
+sleeps on a condition until the next due time or a submission: no polling, and no wake-ups at
+all while nothing is due.
 
-Queues hold only int seqs and (due, seq) tuples; `_queued` maps a seq to its task. Cancelling or
-moving a task just drops its seq from the map, and the stale number is skipped when it comes up.
-Numbers are not tracked by the garbage collector, so a deep queue costs the collector one object
-per task (the task itself) instead of two.
+`task._entry` says where a queued task waits: a timer seq (>= 0, matching its heap entry; a
+cancelled or moved task's entry is skipped when it comes up) or a ready stamp (< 0, the order it
+became ready; cancelling or moving a ready task takes it out of its deque at once, so the hot
+path never meets a stale one).
 """
 
 from __future__ import annotations
@@ -76,17 +77,18 @@ class Engine:
         # `with self._lock` is the fast path; the condition wraps the same lock for sleeping.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._timers: list[tuple[float, int]] = []  # heap of (due, seq)
-        self._queued: dict[int, Task] = {}  # seq -> task, for every task waiting in a queue
-        # Ready seqs, one FIFO per distinct priority, most urgent first; `_route[cls]` is the ready
+        self._timers: list[tuple[float, int, Task]] = []  # heap of (due, seq, task)
+        # Ready tasks, one FIFO per distinct priority, most urgent first; `_route[cls]` is the ready
         # queue of a class, or its held queue while the class is paused. Both lists are changed in
         # place only: the loop keeps them in locals while a task runs.
-        self._levels: list[deque[int]] = []
-        self._route: list[deque[int]] = []
-        self._held: dict[TaskClass, deque[int]] = {}
+        self._levels: list[deque[Task]] = []
+        self._route: list[deque[Task]] = []
+        self._held: dict[TaskClass, deque[Task]] = {}
         self._named: dict[str, list[Task]] = {}
-        self._seq = itertools.count()
-        self._next_seq = self._seq.__next__  # bound once: the hot path takes a number per task
+        # Bound once: the hot path takes a number per task. Ready stamps count up from -2**62, so
+        # they stay below every timer seq and sort in the order tasks became ready.
+        self._next_seq = itertools.count().__next__
+        self._next_ready = itertools.count(-(2**62)).__next__
         self._policy = policy
         self._prio = [policy.priorities[c] for c in TaskClass]
         self._paused = policy.paused
@@ -346,7 +348,7 @@ class Engine:
             with self._lock:
                 self._state = STOPPED
                 self._closed = self._stopping = True
-                dropped = len(self._queued)
+                dropped = self._depth()
             if dropped:
                 log.info("shutdown: %d queued tasks not run", dropped)
             self._stopped.set()
@@ -355,25 +357,40 @@ class Engine:
 
     def _apply_policy(self) -> None:
         """Rebuild the ready and held queues for the policy in force, keeping the order tasks became ready."""
-        queued, prio = self._queued, self._prio
-        waiting = sorted(seq for q in (*self._levels, *self._held.values()) for seq in q if seq in queued)
-        by_prio = {p: deque() for p in sorted(set(prio))}  # type: dict[int, deque[int]]
+        prio = self._prio
+        waiting = sorted((t for q in (*self._levels, *self._held.values()) for t in q), key=_ready_stamp)
+        by_prio = {p: deque() for p in sorted(set(prio))}  # type: dict[int, deque[Task]]
         self._levels[:] = by_prio.values()
         self._held.clear()
         self._route[:] = [
             self._held.setdefault(c, deque()) if c in self._paused else by_prio[prio[c]] for c in TaskClass
         ]
         route = self._route
-        for seq in waiting:
-            route[queued[seq].cls].append(seq)
+        for task in waiting:
+            route[task.cls].append(task)
+
+    def _depth(self) -> int:
+        """Tasks waiting in a queue (held ones included)."""
+        ready = sum(len(q) for q in (*self._levels, *self._held.values()))
+        return ready + sum(1 for _due, seq, task in self._timers if task._entry is seq)
+
+    def _dequeue(self, task: Task) -> None:
+        """Take a queued task out of its queue."""
+        entry = task._entry
+        task._entry = None
+        if entry is not None and entry < 0:  # ready or held: out of its deque now (O(length), rare)
+            q = self._route[task.cls]
+            for i, other in enumerate(q):
+                if other is task:  # identity, not ==: a subclass may define equality
+                    del q[i]
+                    break
 
     def _push(self, task: Task, now: float) -> Task:
         if task._running:
             raise ValueError(f"{task.kind} is running; return it from run() to reschedule it")
         name = task.name
         if task._entry is not None:  # already queued: move it
-            del self._queued[task._entry]
-            task._entry = None
+            self._dequeue(task)
         elif name is not None:
             existing = self._named.get(name)
             if existing:
@@ -388,44 +405,35 @@ class Engine:
         return task
 
     def _enqueue(self, task: Task, now: float) -> None:
-        seq = self._next_seq()
-        self._queued[seq] = task
-        task._entry = seq
         due = task.due
         if due <= now:
-            self._route[task.cls].append(seq)
+            task._entry = self._next_ready()
+            self._route[task.cls].append(task)
         else:
-            heapq.heappush(self._timers, (due, seq))
+            seq = task._entry = self._next_seq()
+            heapq.heappush(self._timers, (due, seq, task))
         sleeping = self._sleeping_until
         if sleeping is not None and due < sleeping:
             self._cond.notify()
 
     def _move_due(self, now: float) -> None:
-        """Move every timer due by `now` to its ready (or held) queue, in due order, with a fresh seq."""
-        timers, queued, route, next_seq = self._timers, self._queued, self._route, self._next_seq
+        """Move every timer due by `now` to its ready (or held) queue, in due order."""
+        timers, route, next_ready = self._timers, self._route, self._next_ready
         while timers and timers[0][0] <= now:
-            task = queued.pop(heapq.heappop(timers)[1], None)
-            if task is None:  # cancelled or moved
+            _due, seq, task = heapq.heappop(timers)
+            if task._entry is not seq:  # cancelled or moved
                 continue
-            seq = next_seq()
-            queued[seq] = task
-            task._entry = seq
-            route[task.cls].append(seq)
+            task._entry = next_ready()
+            route[task.cls].append(task)
 
     def _has_ready(self, now: float) -> bool:
-        """True if a task could run now (stale seqs are dropped on the way)."""
+        """True if a task could run now."""
         self._move_due(now)
-        queued = self._queued
-        for q in self._levels:
-            while q and q[0] not in queued:
-                q.popleft()
-            if q:
-                return True
-        return False
+        return any(self._levels)
 
     def _next_due(self) -> float:
-        timers, queued = self._timers, self._queued
-        while timers and timers[0][1] not in queued:
+        timers = self._timers
+        while timers and timers[0][2]._entry is not timers[0][1]:
             heapq.heappop(timers)
         return timers[0][0] if timers else INF
 
@@ -439,12 +447,13 @@ class Engine:
         """
         acquire, release = self._lock.acquire, self._lock.release
         mono = self._mono
-        timers, queued, levels, route = self._timers, self._queued, self._levels, self._route
-        kinds, failing, next_seq = self._kinds, self._failing, self._next_seq
+        timers, levels, route = self._timers, self._levels, self._route
+        kinds, failing, next_seq, next_ready = self._kinds, self._failing, self._next_seq, self._next_ready
         lateness = self._lateness
         samples, mask = lateness.samples, lateness.mask
         heappush = heapq.heappush
         ran = 0
+        ks_kind, ks = None, KindStats()  # the stats of the last kind run: runs of one kind skip the lookup
         now = mono()
         while ran < limit and not self._stopping:
             if timers and timers[0][0] <= now:
@@ -454,8 +463,8 @@ class Engine:
                     break
             else:
                 break  # nothing ready
-            task = queued.pop(ready.popleft(), None)
-            if task is None:  # cancelled or moved while queued
+            task = ready.popleft()
+            if task._entry is None:  # only if its class changed while it was queued: cancel missed it
                 continue
             task._entry = None
             task._running = True
@@ -477,9 +486,11 @@ class Engine:
             task._running = False
             # Run time per kind and lateness: plain adds and one array store; percentiles only in stats().
             elapsed = end - now
-            ks = kinds.get(task.kind)
-            if ks is None:
-                ks = kinds[task.kind] = KindStats()
+            if task.kind is not ks_kind:
+                ks_kind = task.kind
+                ks = kinds.get(ks_kind)
+                if ks is None:
+                    ks = kinds[ks_kind] = KindStats()
             ks.runs += 1
             ks.total += elapsed
             if elapsed > ks.max:
@@ -504,16 +515,15 @@ class Engine:
                 # A fresh unnamed follow-up: _push() and _enqueue() inlined; the loop is not sleeping,
                 # so there is nobody to wake.
                 result.cancelled = False
-                seq = next_seq()
-                queued[seq] = result
-                result._entry = seq
                 due = result.due
                 if due is None:
                     due = result.due = end
                 if due <= end:
-                    route[result.cls].append(seq)
+                    result._entry = next_ready()
+                    route[result.cls].append(result)
                 else:
-                    heappush(timers, (due, seq))
+                    seq = result._entry = next_seq()
+                    heappush(timers, (due, seq, result))
                 if task.name is not None:
                     self._forget(task)
             else:
@@ -572,9 +582,7 @@ class Engine:
                 del self._named[name]
 
     def _cancel_locked(self, task: Task) -> None:
-        if task._entry is not None:
-            del self._queued[task._entry]
-            task._entry = None
+        self._dequeue(task)
         task.cancelled = True
         self._forget(task)
 
@@ -641,9 +649,9 @@ class Engine:
             return {
                 "state": self._state,
                 "uptime_s": round(now - self.started_at, 3),
-                "queue_depth": len(self._queued),
-                "ready": sum(1 for q in self._levels for seq in q if seq in self._queued),
-                "held": sum(1 for q in self._held.values() for seq in q if seq in self._queued),
+                "queue_depth": self._depth(),
+                "ready": sum(len(q) for q in self._levels),
+                "held": sum(len(q) for q in self._held.values()),
                 "next_due_in_s": None if not self._timers else round(max(0.0, self._next_due() - now), 3),
                 "tasks_run": self.tasks_run,
                 "failures": self.failures,
@@ -661,6 +669,10 @@ class Engine:
                 "priorities": {c.name.lower(): self._prio[c] for c in TaskClass},
                 "paused": sorted(c.name.lower() for c in self._paused),
             }
+
+
+def _ready_stamp(task: Task) -> int:
+    return task._entry  # type: ignore[return-value]
 
 
 class Lane:
