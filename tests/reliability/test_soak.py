@@ -18,7 +18,7 @@ from tests.support import NOON, wait_for
 
 from .conftest import report, resources
 from .proxy import Flapper, schedule
-from .test_broker_outages import ConnectWatch, reconnect_delays
+from .test_broker_outages import ConnectWatch, _settle, reconnect_delays
 from .test_devices import RECOVERY_BOUND, Polls
 
 pytestmark = [
@@ -55,7 +55,7 @@ def test_soak_broker_and_inverter_links(mosquitto_factory, proxy_factory, gatewa
         inverter_flap.stop()
         wait_for(lambda: gw.state is State.ONLINE, backoff + 5)
         time.sleep(3)
-        after = resources()
+        after = _settle(lambda: (r := resources())["threads"] <= before["threads"] and r, resources)
         watch.stop()
         tele, ob = gw.services["telemetry"], gw.services["outbox"]
         wait_for(lambda: ob.store.rows == 0 and tele.pending() == 0, 120)
