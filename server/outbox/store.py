@@ -363,7 +363,16 @@ class _Tx:
         return self.db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                if self.db.in_transaction:  # a failed COMMIT (disk full) must not leave it open
+                    self.db.execute("ROLLBACK")
+                raise
+        if self.db.in_transaction:  # SQLITE_FULL (and a few others) roll back by themselves
+            self.db.execute("ROLLBACK")
 
 
 def _disk_full(exc: sqlite3.OperationalError) -> bool:
