@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ class Demo:
                 )
         finally:
             store.close()
+        # The demo is claimed and wired, so it boots straight to harvest and uplink, not to the provisioning window.
+        from server.settings import SettingsStore
+
+        owners = SettingsStore(self.data_dir)
+        if owners.owner() is None:
+            owners.set_owner("demo@localhost", None, force=False, now=time.time())
         # The demo's API listens on loopback only, on a free port.
         self.api_port = free_port()
         self.ws_port = free_port()  # the dashboard's live WebSocket
@@ -58,6 +65,7 @@ class Demo:
             "api.host": "127.0.0.1",
             "api.port": self.api_port,
             "api.ws_port": self.ws_port,
+            "network.wired": True,
         }
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             print("[demo] mosquitto is not installed (make sysdeps): readings stay in the outbox, nothing is uploaded")

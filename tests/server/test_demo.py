@@ -36,3 +36,6 @@ def test_demo_shows_signed_readings_reaching_the_consumer(tmp_path: Path) -> Non
     stored = [int(n) for n in re.findall(r"consumer: (\d+) signed readings verified", out)]
     assert stored and stored[-1] > 0, out
     assert re.search(r"0 duplicates, 0 rejected", out)
+    # Claimed and wired: the demo goes online, never into the provisioning window.
+    assert "-> provisioning" not in result.stderr, result.stderr[-3000:]
+    assert re.search(r"-> online", result.stderr), result.stderr[-3000:]
