@@ -216,3 +216,14 @@ def test_process_stops_cleanly_on_signal_within_5_s(tmp_path: Path, sig: signal.
     assert rc == 0, rest
     assert elapsed < 5.0
     assert "stopped cleanly" in rest
+
+
+def test_loop_survives_when_the_only_timer_left_is_cancelled(engine: Engine) -> None:
+    # Regression: with nothing due the loop once waited on an infinite timeout and died of OverflowError.
+    far = engine.call_later(3600, lambda now: None, kind="far", name="far")
+    time.sleep(0.05)
+    engine.cancel(far)
+    time.sleep(0.05)
+    ran = threading.Event()
+    engine.call_soon(lambda now: ran.set(), kind="after")
+    assert ran.wait(2) and engine.state == "running"
