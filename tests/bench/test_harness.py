@@ -82,3 +82,19 @@ def test_summary_names_missed_targets_and_footprint(results: Path) -> None:
     assert "missed: RSS < 60 MB" in table
     assert "rss_mb_10 61" in table
     assert "rc 1" in table
+
+
+def test_engine_json_written_by_engine_py_alone_is_adopted(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = {
+        "throughput": {"bare_heapq": 4.0, "sched": 1.0, "engine": 2.0, "ratio_vs_heapq": 2.0},
+        "steady": {"bare_heapq": 4.0, "engine": 1.0, "ratio_vs_heapq": 4.0},
+        "lateness": {"engine": {"p50_ms": 0.1, "p99_ms": 0.2}, "sched": {"p50_ms": 0.1, "p99_ms": 0.2}},
+        "idle": {"cpu_pct": 0.0},
+        "targets": {},
+    }
+    (results / "engine.json").write_text(json.dumps(raw))
+    monkeypatch.setattr(run, "RESULTS", results)
+    run.adopt_engine_json()
+    data = read_result(results / "engine.json")
+    assert data is not None and data["ratio"]["time_per_task_vs_heapq_steady"] == 4.0
+    assert json.loads((results / "engine.raw.json").read_text()) == raw
