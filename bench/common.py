@@ -60,8 +60,9 @@ def result(
     ratio: Mapping[str, Any] | None = None,
     targets: Mapping[str, bool] | None = None,
     notes: str = "",
+    when: float | None = None,
 ) -> dict[str, Any]:
-    """A result in the common shape (see the module docstring)."""
+    """A result in the common shape (see the module docstring); `when` defaults to now."""
     data = {
         "name": name,
         "figures": _clean(figures),
@@ -69,7 +70,7 @@ def result(
         "ratio": _clean(ratio),
         "targets": {k: bool(v) for k, v in (targets or {}).items()},
         "machine": machine(),
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
     }
     if notes:
         data["notes"] = notes
@@ -84,13 +85,14 @@ def write_result(
     targets: Mapping[str, bool] | None = None,
     notes: str = "",
     directory: Path | None = None,
+    when: float | None = None,
 ) -> Path:
     """Write `<directory>/<name>.json` (default bench/results) atomically; returns its path."""
     directory = directory or Path(os.environ.get("OHM_BENCH_RESULTS", RESULTS))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result(name, figures, baseline, ratio, targets, notes), indent=2) + "\n")
+    tmp.write_text(json.dumps(result(name, figures, baseline, ratio, targets, notes, when), indent=2) + "\n")
     tmp.replace(path)  # a reader never sees half a file
     print(f"results: {path}", file=sys.stderr)
     return path

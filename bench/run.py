@@ -45,7 +45,8 @@ class Bench:
 
 def adapt_engine(_stdout: str) -> None:
     """engine.py's own JSON (written to engine.raw.json by our --json) in the common shape."""
-    raw = json.loads((RESULTS / "engine.raw.json").read_text())
+    source = RESULTS / "engine.raw.json"
+    raw = json.loads(source.read_text())
     tp, st, late, idle = raw["throughput"], raw["steady"], raw["lateness"], raw["idle"]
     write_result(
         "engine",
@@ -71,6 +72,8 @@ def adapt_engine(_stdout: str) -> None:
             "p99_lateness_vs_sched": late["engine"]["p99_ms"] / late["sched"]["p99_ms"],
         },
         raw.get("targets", {}),
+        notes="converted from bench/engine.py's own JSON; machine load is at conversion time",
+        when=source.stat().st_mtime,  # when engine.py measured, not when this ran
     )
 
 
