@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.bus import Bus, DeviceEvent
-from server.devices.profile import ProfileError, WritableSpec, load_profile
+from server.devices.meters import load_any_profile as load_profile  # Modbus or meter (P1, HomeWizard, Envoy)
+from server.devices.profile import ProfileError, WritableSpec
 from server.engine import Duplicate, Engine, EngineStopped, Outcome, Task, TaskClass
 
 from .arbitration import PRIORITY, Hold, arbitrate, describe

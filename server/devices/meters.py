@@ -80,6 +80,13 @@ class MeterProfile:
     mdns: str = ""  # service type the device announces (discovery)
     source: str = ""
     path: str = ""
+    writable: tuple[Any, ...] = ()  # meters are read-only: control and Home Assistant find nothing to set
+
+    @property
+    def readings(self) -> tuple[MeterPoint | Derived, ...]:
+        """Every point a snapshot can carry: read ones and derived ones (for sensor lists such as HA's)."""
+        return self.points + self.derived
+
     sunspec: bool = False  # never: lets Modbus-only code tell the two apart without isinstance
     writable: tuple[()] = ()
 

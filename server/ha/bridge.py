@@ -18,7 +18,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from server.bus import DeviceEvent, Snapshot
-from server.devices.profile import ProfileError, load_profile
+from server.devices.meters import load_any_profile as load_profile  # Modbus or meter (P1, HomeWizard, Envoy)
+from server.devices.profile import ProfileError
 
 from .discovery import Topics, control_configs, parse_command, point_state, safe_id, sensor_configs, state_payload
 

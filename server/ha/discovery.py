@@ -110,7 +110,8 @@ def sensor_configs(topics: Topics, device_id: str, profile: Profile, name: str =
     """(topic, payload) for every readable point of a device, as HA sensors."""
     block = device_block(topics, device_id, profile, name)
     out = []
-    for p in profile.points:
+    # Meter profiles add derived points (net power, total energy) to what they read.
+    for p in getattr(profile, "readings", profile.points):
         unit, device_class, state_class = SENSOR_UNITS.get(p.unit, (p.unit or None, None, "measurement"))
         if p.name == "battery.soc_pct":
             device_class = "battery"

@@ -90,6 +90,22 @@ def test_discovery_messages_of_every_profile_follow_the_schema() -> None:
         parse_command(on_off, b"maybe")
 
 
+def test_meters_appear_as_sensors_with_their_derived_points_and_nothing_to_set() -> None:
+    from server.devices.meters import load_any_profile
+
+    topics = Topics("ohm-1234abcd")
+    for key in ("dsmr", "homewizard_p1", "envoy"):
+        profile = load_any_profile(key)
+        assert control_configs(topics, key, profile) == []
+        configs = sensor_configs(topics, key, profile)
+        for topic, payload in configs:
+            check_entity(topic, payload)
+        named = {payload["value_template"] for _, payload in configs}
+        assert len(configs) == len(profile.points) + len(profile.derived) == len(named)
+        for derived in profile.derived:
+            assert any(derived.name in template for template in named)
+
+
 class Listener:
     """A paho client playing Home Assistant: collects retained configs and states."""
 
