@@ -228,8 +228,9 @@ def chart(rows: list[dict[str, Any]], path: Path) -> str:
             if target is not None:
                 right.plot([target, target], [i - 0.4, i + 0.4], color="red", linewidth=2)
     right.set_title("footprint of `python -m server` (red: target)", fontsize=9)
-    when = next((r["data"]["when"] for r in rows if r.get("data")), "")
-    fig.suptitle(f"Ohm gateway benchmarks {when}", fontsize=10)
+    whens = sorted(r["data"]["when"] for r in rows if r.get("data"))
+    span = f"{whens[0]} to {whens[-1]}" if whens and whens[0] != whens[-1] else "".join(whens[:1])
+    fig.suptitle(f"Ohm gateway benchmarks, results of {span}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
