@@ -173,9 +173,15 @@ def attach(gateway: Gateway) -> None:
     gateway.bus.on_snapshot(tele.on_snapshot)
     gateway.bus.on_event(tele.on_event)
     interval = cfg["telemetry.batch_interval"]
-    # HARVEST class: batching goes on while offline (the uplink classes are paused then).
+    # HARVEST class: batching goes on while offline (the uplink classes are paused then). The first batch goes
+    # out a second after start, so the first reading is published within 2 s; then one every interval.
     gateway.engine.every(
-        interval, tele.flush, first=interval, kind="telemetry.flush", name="telemetry.flush", cls=TaskClass.HARVEST
+        interval,
+        tele.flush,
+        first=min(interval, 1.0),
+        kind="telemetry.flush",
+        name="telemetry.flush",
+        cls=TaskClass.HARVEST,
     )
     outbox.before_close(tele.flush_now)
     gateway.services["telemetry"] = tele
