@@ -142,7 +142,11 @@ class Gateway:
 
     def run(self) -> None:
         """Start and run until stopped (blocks the calling thread)."""
-        self.start()
+        try:
+            self.start()
+        except EngineStopped:
+            # A stop (signal, --run-for) came while the services were starting: run the shutdown hooks and go.
+            log.info("stopped while starting")
         self.engine.run()
 
     def stop(self) -> None:

@@ -101,6 +101,7 @@ class Engine:
         self._loop_thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._stop_deadline = INF
+        self._stopped_early = False  # stop() came before run(): run() runs the shutdown hooks only
         self._shutdown_hooks: list[tuple[str, Callable[[], None]]] = []
         self._rng = rng or random.Random()
         self.pool = WorkerPool(max_workers=workers, max_pending=max_pending)
@@ -242,10 +243,16 @@ class Engine:
     def run(self) -> None:
         """Run tasks until `stop()`; then run shutdown hooks and stop the workers."""
         with self._lock:
-            if self._state != NEW:
+            early, self._stopped_early = self._stopped_early, False
+            if self._state != NEW and not early:
                 raise RuntimeError(f"engine already {self._state}")
-            self._state = RUNNING
-            self._loop_thread = threading.current_thread()
+            if not early:
+                self._state = RUNNING
+                self._loop_thread = threading.current_thread()
+        if early:
+            # Stopped before the loop ran (a signal while services were starting): their shutdown hooks still run.
+            self._shutdown()
+            return
         try:
             self._loop()
         finally:
@@ -314,6 +321,7 @@ class Engine:
             if self._state == NEW:
                 self._state = STOPPED
                 self._closed = True
+                self._stopped_early = True  # run() then only runs the shutdown hooks
                 self._stopped.set()
                 return
             if self._state == RUNNING:

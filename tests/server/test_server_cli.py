@@ -42,6 +42,14 @@ def test_check_config_prints_settings_and_sources(tmp_path: Path) -> None:
     assert "environment OHM_DATA_DIR" in result.stdout
 
 
+def test_a_stop_during_start_up_is_a_clean_exit(tmp_path: Path) -> None:
+    # --run-for shorter than the start-up: the stop lands while services attach (like an early SIGTERM).
+    result = run("--run-for", "0.05", env={"OHM_DATA_DIR": str(tmp_path / "d")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "stopped cleanly" in result.stderr
+
+
 def test_timed_run_boots_and_stops_cleanly(tmp_path: Path) -> None:
     result = run("--run-for", "1.5", env={"OHM_DATA_DIR": str(tmp_path / "d"), "OHM_STATS_INTERVAL": "0.5"})
     assert result.returncode == 0, result.stderr

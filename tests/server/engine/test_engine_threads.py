@@ -191,6 +191,20 @@ def test_stop_runs_hooks_and_finishes_in_time() -> None:
         engine.call_soon(lambda now: None, kind="late")
 
 
+def test_stop_before_run_still_runs_the_shutdown_hooks() -> None:
+    # A signal while the services start: the engine never looped, yet what they opened must be closed.
+    engine = Engine()
+    hooks: list[str] = []
+    engine.on_shutdown("api", lambda: hooks.append("api"))
+    engine.stop()
+    assert engine.state == "stopped"
+    engine.run()  # returns at once after the hooks
+    assert hooks == ["api"]
+    with pytest.raises(RuntimeError, match="already stopped"):
+        engine.run()
+    assert hooks == ["api"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_process_stops_cleanly_on_signal_within_5_s(tmp_path: Path, sig: signal.Signals) -> None:
     env = {**os.environ, "OHM_DATA_DIR": str(tmp_path), "OHM_STATS_INTERVAL": "0", "PYTHONPATH": str(ROOT)}
