@@ -5,12 +5,14 @@
 
 (() => {
   const TOKEN_KEY = "ohm.token";
+  const ADMIN_KEY = "ohm.admin_token"; // entered in the control panel when the page's token is the read token
   const SVG_NS = "http://www.w3.org/2000/svg";
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
   const FIRST_POINTS = ["pv.power_w", "inverter.power_w", "grid.power_w", "battery.power_w", "battery.soc_pct"];
   const $ = (id) => document.getElementById(id);
 
   let token = localStorage.getItem(TOKEN_KEY) || "";
+  let adminToken = localStorage.getItem(ADMIN_KEY) || "";
   let ws = null;
   let attempt = 0; // reconnect attempts since the last good frame (for the backoff)
   let retryTimer = null;
@@ -18,7 +20,7 @@
   let lastFrameAt = 0;
   let everLive = false; // some frame arrived: old values are on screen
   let interval = 1;
-  let seen = { actions: null, notes: null };
+  let seen = { actions: null, notes: null, devices: null };
   let historyTimer = null;
   let history = null;
 
@@ -110,7 +112,10 @@
 
   function forget(message) {
     token = "";
+    adminToken = "";
+    role = null;
     localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(ADMIN_KEY);
     showLogin(message);
   }
 
@@ -130,7 +135,8 @@
     $("login").hidden = true;
     $("main").hidden = false;
     $("logout").hidden = false;
-    seen = { actions: null, notes: null };
+    seen = { actions: null, notes: null, devices: null };
+    startControl();
     loadHistory();
     clearInterval(historyTimer);
     historyTimer = setInterval(loadHistory, (info.history_interval_s || 10) * 1000);
@@ -224,6 +230,13 @@
     renderUplink(frame.uplink);
     renderOutbox(frame.outbox);
     renderDevices(frame.devices || []);
+    // A device added or removed may bring or take writable points.
+    const devKey = (frame.devices || []).map((d) => d.id + "/" + d.profile).join(",");
+    if (devKey !== seen.devices) {
+      const first = seen.devices === null;
+      seen.devices = devKey;
+      if (!first) loadControl();
+    }
     const a = frame.actions;
     if (a) {
       const key = a.rev + "/" + a.newest;
@@ -312,7 +325,10 @@
       if (err instanceof AuthError) forget("That token was refused.");
       return;
     }
-    renderOpenActions([...(data.active || []), ...(data.scheduled || [])]);
+    const open = [...(data.active || []), ...(data.scheduled || [])];
+    renderOpenActions(open);
+    controlActions(open);
+    loadControl(); // holders change with actions
     const list = $("actions");
     $("no-actions").hidden = data.actions.length > 0;
     list.replaceChildren(
@@ -366,6 +382,401 @@
         return li;
       })
     );
+  }
+
+  // ---- control ---------------------------------------------------------------------------
+  // One card per writable point: a value (or a switch for 0/1 points), a duration, a "Set ..." button, and the
+  // point's open actions with a countdown and Cancel. Writes need the admin token: with the read token the panel
+  // asks for the admin one and keeps it beside the read token.
+
+  const DURATIONS = [["now", 0], ["10 min", 600], ["30 min", 1800], ["1 h", 3600], ["custom", -1]];
+  const MAX_HOLD_S = 7 * 24 * 3600; // the API's limit for duration_s
+  const CANCELLABLE = new Set(["scheduled", "applying", "active"]);
+
+  let role = null; // of the page's token: "admin", "read" or null (not known yet)
+  let controlCards = new Map(); // "device\npoint" -> { card, spec, parts }
+  let openByPoint = new Map(); // "device\npoint" -> open actions (active and scheduled)
+  let controlSeq = 0; // for unique element ids (labels need them)
+
+  function writeToken() {
+    return role === "admin" ? token : adminToken || token;
+  }
+
+  function canWrite() {
+    return role !== "read" || Boolean(adminToken);
+  }
+
+  // The API has no "who am I" call; an OPTIONS request to an admin-only route passes the same token check as a
+  // write (200 admin, 403 read) without doing anything or landing in the action history.
+  async function probeRole(tok) {
+    try {
+      const resp = await fetch("/api/modbus/write", {
+        method: "OPTIONS",
+        headers: { Authorization: "Bearer " + tok },
+        cache: "no-store",
+      });
+      if (resp.ok) return "admin";
+      if (resp.status === 403) return "read";
+      if (resp.status === 401) return "refused";
+    } catch (_) {
+      // unknown: the first write tells
+    }
+    return null;
+  }
+
+  async function send(method, path, body) {
+    const used = writeToken();
+    const init = { method: method, headers: { Authorization: "Bearer " + used }, cache: "no-store" };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch (_) {
+      return { status: 0, data: { detail: "no answer from the gateway" } };
+    }
+    let data = {};
+    try {
+      data = await resp.json();
+    } catch (_) {
+      // an empty or non-JSON answer: the status says enough
+    }
+    if (resp.status === 401 && used === adminToken && adminToken) {
+      setAdminToken("", "The admin token was refused; enter it again.");
+    } else if (resp.status === 401) {
+      forget("That token was refused.");
+    } else if (resp.status === 403) {
+      if (used === adminToken && adminToken) setAdminToken("", "That token is not the admin token.");
+      else role = "read";
+      renderAuth();
+    }
+    return { status: resp.status, data: data };
+  }
+
+  function setAdminToken(value, message) {
+    adminToken = value;
+    if (value) localStorage.setItem(ADMIN_KEY, value);
+    else localStorage.removeItem(ADMIN_KEY);
+    renderAuth(message);
+  }
+
+  function renderAuth(message) {
+    const need = !canWrite();
+    $("control-auth").hidden = !need && !message;
+    if (message !== undefined) $("control-auth-error").textContent = message;
+    else if (!need) $("control-auth-error").textContent = "";
+    for (const b of document.querySelectorAll("#control-points button")) b.disabled = need || b.dataset.busy === "1";
+  }
+
+  async function useAdminToken(ev) {
+    ev.preventDefault();
+    const given = $("admin-token").value.trim();
+    $("admin-token").value = "";
+    if (!given) return;
+    const got = await probeRole(given);
+    if (got === "read") return renderAuth("That is the read token; changes need the admin token.");
+    if (got === "refused") return renderAuth("That token was refused.");
+    // null (the probe could not tell): keep it; a write that is refused drops it again.
+    setAdminToken(given, "");
+    $("control-auth").hidden = true;
+  }
+
+  async function startControl() {
+    $("control").hidden = false;
+    if (role === null) {
+      const got = await probeRole(token);
+      if (got === "admin" || got === "read") role = got;
+    }
+    if (role === "admin" && adminToken) setAdminToken("", undefined); // the page's own token is enough
+    renderAuth();
+    loadControl();
+  }
+
+  async function loadControl() {
+    let data;
+    try {
+      data = await api("/api/control/points");
+    } catch (err) {
+      if (err instanceof AuthError) forget("That token was refused.");
+      return; // no control service (404) or a hiccup: the next change tries again
+    }
+    renderControl(data.points || []);
+  }
+
+  const keyOf = (device, point) => device + "\n" + point;
+  const isSwitch = (p) => p.min === 0 && p.max === 1 && p.step === 1;
+
+  function amount(v, p) {
+    if (isSwitch(p)) return Number(v) === 1 ? "on" : "off";
+    return String(v) + (p.unit ? " " + (p.unit === "degC" ? "°C" : p.unit) : "");
+  }
+
+  function span(s) {
+    if (s < 60 || s % 60) return s + " s";
+    if (s < 3600 || s % 3600) return s / 60 + " min";
+    return s / 3600 + " h";
+  }
+
+  function left(until) {
+    const s = Math.max(0, Math.round(until - Date.now() / 1000));
+    if (s < 60) return s + " s left";
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ":" + String(s % 60).padStart(2, "0") + " left";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min left";
+  }
+
+  function renderControl(points) {
+    const box = $("control-points");
+    $("no-control").hidden = points.length > 0;
+    const keep = new Set();
+    points.forEach((p, i) => {
+      const key = keyOf(p.device, p.point);
+      keep.add(key);
+      let entry = controlCards.get(key);
+      const shape = [p.unit, p.min, p.max, p.step].join("/");
+      if (!entry || entry.shape !== shape) {
+        if (entry) entry.card.remove();
+        entry = buildControl(p);
+        entry.shape = shape;
+        controlCards.set(key, entry);
+      }
+      entry.spec = p;
+      showHolder(entry);
+      showOpen(entry);
+      if (box.children[i] !== entry.card) box.insertBefore(entry.card, box.children[i] || null);
+    });
+    for (const [key, entry] of controlCards) {
+      if (!keep.has(key)) {
+        entry.card.remove();
+        controlCards.delete(key);
+      }
+    }
+    renderAuth();
+  }
+
+  function buildControl(p) {
+    const n = ++controlSeq;
+    const card = el("article", "card ctl");
+    card.dataset.device = p.device;
+    card.dataset.point = p.point;
+    const head = el("header");
+    head.append(el("h3", null, p.point), el("span", "badge idle", "free"));
+    const limits = isSwitch(p)
+      ? "on/off"
+      : amount(p.min, p) + " to " + amount(p.max, p) + ", step " + p.step;
+    const meta = el("p", "sub", p.device + " · " + limits + " · safe default " + amount(p.safe_default, p));
+    const holder = el("p", "sub holder");
+
+    const form = el("form", "set");
+    form.noValidate = true; // the gateway checks range and step; its reason is shown next to the control
+    let input;
+    const valueBox = el("div", "field");
+    if (isSwitch(p)) {
+      input = el("input", "switch");
+      input.type = "checkbox";
+      input.setAttribute("role", "switch");
+      input.checked = p.safe_default === 1;
+      input.id = "ctl-v-" + n;
+      const lab = el("label", "switch-label");
+      lab.append(input, " on");
+      valueBox.append(el("span", "lbl", "value"), lab);
+    } else {
+      input = el("input", "value");
+      input.type = "number";
+      input.min = String(p.min);
+      input.max = String(p.max);
+      input.step = String(p.step);
+      input.inputMode = "decimal";
+      input.required = true;
+      input.value = String(p.safe_default);
+      input.id = "ctl-v-" + n;
+      const lab = el("label", "lbl", "value" + (p.unit ? " (" + p.unit + ")" : ""));
+      lab.htmlFor = input.id;
+      valueBox.append(lab, input);
+    }
+    const dur = el("select", "duration");
+    dur.id = "ctl-d-" + n;
+    for (const [label, s] of DURATIONS) {
+      const opt = el("option", null, label);
+      opt.value = String(s);
+      dur.append(opt);
+    }
+    dur.value = "600";
+    const durLab = el("label", "lbl", "for");
+    durLab.htmlFor = dur.id;
+    const durBox = el("div", "field");
+    durBox.append(durLab, dur);
+    const custom = el("input", "custom");
+    custom.type = "number";
+    custom.min = "1";
+    custom.max = String(MAX_HOLD_S);
+    custom.step = "1";
+    custom.inputMode = "numeric";
+    custom.value = "60";
+    custom.id = "ctl-c-" + n;
+    const customLab = el("label", "lbl", "seconds");
+    customLab.htmlFor = custom.id;
+    const customBox = el("div", "field");
+    customBox.append(customLab, custom);
+    customBox.hidden = true;
+    const button = el("button", "set-btn");
+    button.type = "submit";
+    form.append(valueBox, durBox, customBox, button);
+    const status = el("p", "status", "");
+    status.setAttribute("role", "status");
+    const error = el("p", "err ctl-err", "");
+    error.setAttribute("role", "alert");
+    const open = el("ul", "list open");
+    card.append(head, meta, holder, form, error, status, open);
+
+    const entry = { card, spec: p, input, dur, custom, customBox, button, holder, error, status, open };
+    const relabel = () => {
+      customBox.hidden = dur.value !== "-1";
+      const body = request(entry);
+      const s = body.duration_s;
+      const v = isSwitch(entry.spec) ? (input.checked ? "on" : "off") : amount(input.value, entry.spec);
+      const verb = isSwitch(entry.spec) ? "Switch " : "Set ";
+      const custom = dur.value === "-1";
+      const how = custom && !(s >= 1) ? " for … s" : s ? " for " + span(s) : " now";
+      button.textContent = verb + v + how;
+    };
+    input.addEventListener("input", relabel);
+    input.addEventListener("change", relabel);
+    dur.addEventListener("change", relabel);
+    custom.addEventListener("input", relabel);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      submitAction(entry);
+    });
+    relabel();
+    return entry;
+  }
+
+  function request(entry) {
+    const p = entry.spec;
+    const value = isSwitch(p) ? (entry.input.checked ? 1 : 0) : Number(entry.input.value);
+    const body = { device: p.device, point: p.point, value: value };
+    const choice = Number(entry.dur.value);
+    const s = choice === -1 ? Math.round(Number(entry.custom.value)) : choice;
+    if (s) body.duration_s = s;
+    return body;
+  }
+
+  function busy(button, on, text) {
+    button.dataset.busy = on ? "1" : "";
+    button.disabled = on || !canWrite();
+    if (text) button.textContent = text;
+  }
+
+  async function submitAction(entry) {
+    const p = entry.spec;
+    entry.error.textContent = "";
+    entry.status.textContent = "";
+    const body = request(entry);
+    if (!Number.isFinite(body.value) || entry.input.value === "") {
+      entry.error.textContent = "Enter a value from " + amount(p.min, p) + " to " + amount(p.max, p) + ".";
+      return;
+    }
+    if (Number(entry.dur.value) === -1 && !(body.duration_s >= 1 && body.duration_s <= MAX_HOLD_S)) {
+      entry.error.textContent = "Enter a duration from 1 to " + MAX_HOLD_S + " seconds.";
+      return;
+    }
+    const label = entry.button.textContent;
+    busy(entry.button, true, "Setting…");
+    const got = await send("POST", "/api/actions", body);
+    busy(entry.button, false, label);
+    const a = got.data.action;
+    if (got.status === 201 && a) {
+      if (a.state === "failed") entry.error.textContent = "The device did not take it: " + (a.result || "failed");
+      else entry.status.textContent = describe(a);
+    } else {
+      entry.error.textContent = refusal(got, "setting");
+    }
+    loadActions();
+  }
+
+  function describe(a) {
+    if (a.state === "active" && a.revert_at) return "Set; reverts to " + a.revert_to + " at " + time(a.revert_at) + ".";
+    if (a.state === "done") return "Set; the device confirmed " + a.value + ".";
+    return "Action " + a.id + ": " + a.state + (a.result ? " (" + a.result + ")" : "") + ".";
+  }
+
+  function refusal(got, doing) {
+    const detail = got.data.detail || got.data.error || "";
+    if (got.status === 409) return "Refused: " + detail;
+    if (got.status === 422) return "Not accepted: " + detail;
+    if (got.status === 403) return "Changes need the admin token (enter it above).";
+    if (got.status === 401) return "The token was refused.";
+    if (got.status === 0) return "Not sent: " + detail + ".";
+    return "Failed " + doing + " (HTTP " + got.status + (detail ? ": " + detail : "") + ").";
+  }
+
+  function showHolder(entry) {
+    const h = entry.spec.held_by;
+    const badge = entry.card.querySelector("header .badge");
+    badge.textContent = h ? "held" : "free";
+    badge.className = "badge " + (h ? "waiting" : "idle");
+    entry.holder.textContent = h
+      ? "Held by " + h.who + " (" + h.priority + " priority" + (h.until ? ", until " + time(h.until) : "") + ")"
+      : "Nobody holds this point.";
+  }
+
+  function showOpen(entry) {
+    const mine = openByPoint.get(keyOf(entry.spec.device, entry.spec.point)) || [];
+    entry.open.replaceChildren(
+      ...mine.map((a) => {
+        const li = el("li");
+        li.dataset.action = a.id;
+        li.append(el("div", "what", amount(a.value, entry.spec) + " · " + a.state + " · " + a.who));
+        const meta = el("div", "meta");
+        const until = a.revert_at || a.next_run || a.lease_until;
+        if (until) {
+          const count = el("span", "countdown", left(until));
+          count.dataset.until = String(until);
+          meta.append(count, " · ");
+        }
+        if (a.revert_at) meta.append("then back to " + amount(a.revert_to, entry.spec));
+        else if (a.next_run) meta.append("runs at " + time(a.next_run));
+        li.append(meta);
+        if (CANCELLABLE.has(a.state)) {
+          const cancel = el("button", "cancel", "Cancel");
+          cancel.type = "button";
+          cancel.disabled = !canWrite();
+          cancel.addEventListener("click", () => cancelAction(entry, a, cancel));
+          li.append(cancel);
+        }
+        return li;
+      })
+    );
+  }
+
+  async function cancelAction(entry, a, button) {
+    entry.error.textContent = "";
+    entry.status.textContent = "";
+    busy(button, true, "Cancelling…");
+    const got = await send("DELETE", "/api/actions/" + encodeURIComponent(a.id));
+    busy(button, false, "Cancel");
+    if (got.status === 200) entry.status.textContent = "Cancelled " + a.id + "; the point reverts.";
+    else entry.error.textContent = refusal(got, "cancelling");
+    loadActions();
+  }
+
+  function controlActions(open) {
+    openByPoint = new Map();
+    for (const a of open) {
+      const key = keyOf(a.device, a.point);
+      if (!openByPoint.has(key)) openByPoint.set(key, []);
+      openByPoint.get(key).push(a);
+    }
+    for (const entry of controlCards.values()) showOpen(entry);
+  }
+
+  function tickCountdowns() {
+    for (const node of document.querySelectorAll("#control-points .countdown")) {
+      node.textContent = left(Number(node.dataset.until));
+    }
   }
 
   // ---- chart -----------------------------------------------------------------------------
@@ -472,6 +883,8 @@
       if (token) openDashboard();
     });
     $("logout").addEventListener("click", () => forget(""));
+    $("control-auth").addEventListener("submit", useAdminToken);
+    setInterval(tickCountdowns, 1000);
     let resizeTimer = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizeTimer);
