@@ -42,6 +42,26 @@ from server.uplink.service import attach as uplink  # noqa: E402
 DEVICES = 10
 
 
+def settle(db: Path, quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Wait until the consumer's reading count has not changed for `quiet` seconds (at most `limit`)."""
+    deadline = time.monotonic() + limit
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                count = con.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            count = -1  # not created yet
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+
+
 def snapshot(dev: int, ts: float, i: int) -> Snapshot:
     """A typical inverter reading: power, energy, voltage."""
     return Snapshot(
@@ -194,7 +214,7 @@ def drain(port: int, tmp: Path, hours: float, rate: float) -> dict[str, float]:
         time.sleep(2.5)
         gw.stop()
         gw.engine.wait_stopped(5)
-        time.sleep(1.0)
+        settle(db)  # the consumer may still be storing what the broker delivered (slow under load)
         consumer.terminate()
         consumer.wait(10)
     con = sqlite3.connect(db)
