@@ -29,6 +29,14 @@ class PlantModel:
         self._t = start
         self.counters = {"pv.energy_wh": 12_345_000.0, "grid.import_wh": 4_321_000.0, "grid.export_wh": 2_468_000.0}
         self.limit_pct = 100.0  # set through writable control points
+        self.battery_cmd_w: float | None = None  # forced battery power (+ charge, - discharge); None = own mode
+        self.capacity_wh = 10_000.0
+        self._soc_offset = 0.0  # forced charging moves SoC away from the daily curve; the shift stays afterwards
+
+    def force_battery(self, watts: float | None, t: float) -> None:
+        """Follow a forced charge (+) / discharge (-) command from `t` on; None hands back to self-consumption."""
+        self._integrate(t)
+        self.battery_cmd_w = watts
 
     def powers(self, t: float) -> dict[str, float]:
         """Instantaneous powers in W (grid +import, battery +discharge)."""
@@ -36,6 +44,11 @@ class PlantModel:
         ac = 0.96 * pv
         surplus = ac - self.load_w
         battery = -min(surplus, 2500.0) if surplus > 0 else min(-surplus, 500.0)
+        if self.battery_cmd_w is not None:
+            soc = self._soc(t)
+            full = self.battery_cmd_w > 0 and soc >= 100.0
+            empty = self.battery_cmd_w < 0 and soc <= 5.0
+            battery = 0.0 if full or empty else -self.battery_cmd_w  # reported + discharge
         grid = self.load_w - ac - battery
         return {"pv.power_w": pv, "inverter.power_w": ac, "battery.power_w": battery, "grid.power_w": grid}
 
@@ -47,6 +60,11 @@ class PlantModel:
             pv = (a["pv.power_w"] + b["pv.power_w"]) / 2 * hours
             grid = (a["grid.power_w"] + b["grid.power_w"]) / 2 * hours
             self.counters["pv.energy_wh"] += pv
+            if self.battery_cmd_w is not None:
+                # Forced: SoC follows the commanded energy alone, not the daily curve.
+                charged = -(a["battery.power_w"] + b["battery.power_w"]) / 2 * hours
+                curve = _curve(self._t + dt) - _curve(self._t)
+                self._soc_offset += charged / self.capacity_wh * 100.0 - curve
             if grid > 0:
                 self.counters["grid.import_wh"] += grid
             else:
@@ -58,7 +76,6 @@ class PlantModel:
         self._integrate(t)
         p = self.powers(t)
         volts = 230.0 + 3.0 * math.sin(2 * math.pi * t / 900.0)
-        h = (t % DAY) / 3600.0
         return {
             **p,
             **{k: math.floor(v) for k, v in self.counters.items()},
@@ -66,5 +83,14 @@ class PlantModel:
             "grid.current_l1_a": abs(p["grid.power_w"]) / volts,
             "grid.frequency_hz": 50.0 + 0.03 * math.sin(2 * math.pi * t / 120.0),
             "inverter.temperature_c": 25.0 + 25.0 * daylight(t),
-            "battery.soc_pct": 55.0 - 35.0 * math.cos(2 * math.pi * (h - 3.0) / 24.0),
+            "battery.soc_pct": self._soc(t),
         }
+
+    def _soc(self, t: float) -> float:
+        return max(0.0, min(100.0, _curve(t) + self._soc_offset))
+
+
+def _curve(t: float) -> float:
+    """The SoC of an unforced day: low before dawn, full in the evening."""
+    h = (t % DAY) / 3600.0
+    return 55.0 - 35.0 * math.cos(2 * math.pi * (h - 3.0) / 24.0)

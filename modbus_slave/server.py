@@ -24,7 +24,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from server.devices.codec import pack
+from server.devices.codec import pack, unpack
 from server.devices.profile import Profile, load_profile
 
 from .faults import Fault
@@ -143,8 +143,10 @@ class Simulator:
             return img
         img = build_image(self.profile, self.model.values(now), self.serial)
         for w in self.profile.writable:
-            for i, r in enumerate(pack(w.default / w.scale, w.type, w.words)):
-                img.setdefault((3, w.address + i), r)
+            regs = [reg for _, reg in w.composite.registers] if w.composite is not None else [w]
+            for reg in regs:
+                for i, r in enumerate(pack(reg.default / reg.scale, reg.type, reg.words)):
+                    img.setdefault((3, reg.address + i), r)
         for addr, value in self.written.items():
             img[(3, addr)] = value
         self._image_cache = (now, img)
@@ -194,7 +196,25 @@ class Simulator:
         if spec.name == "control.power_limit_pct":
             self.model.limit_pct = max(0.0, min(100.0, values[0] * spec.scale))
         self._image_cache = (-1.0, {})
+        self._follow_composites(address)
         return None
+
+    def _follow_composites(self, address: int) -> None:
+        """The battery follows its composite point: forced charge/discharge as the registers now say."""
+        for w in self.profile.writable:
+            if w.composite is None or w.name != "control.battery_power_w":
+                continue
+            if not any(reg.address == address for _, reg in w.composite.registers):
+                continue
+            img = self.image()
+            got = {
+                role: unpack([img.get((3, reg.address + i), 0) for i in range(reg.count)], reg.type, reg.words)
+                * reg.scale
+                for role, reg in w.composite.registers
+            }
+            value = w.composite.decode(got)
+            # A state no sequence describes (half-way through a sequence) is the inverter's own mode, as on the device.
+            self.model.force_battery(value if value else None, self.clock())
 
     # ---- lifecycle ------------------------------------------------------------------------
 

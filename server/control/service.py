@@ -330,18 +330,14 @@ class ControlService:
             self._persist_and_write(action)
             return
 
-        def read_before(outcome: Outcome[Any]) -> None:
-            value = None
-            if outcome.ok and outcome.value.get("value") is not None:
-                value = outcome.value["value"] * spec.scale
+        def read_before(value: float | None) -> None:
             action.revert_to = fit(spec, value)
             action.revert_from = "read" if value is not None and action.revert_to == value else "safe default"
             self._persist_and_write(action)
 
         try:
-            self._devices().read_raw(
-                action.device, 3, spec.address, spec.count, read_before, type=spec.type, words=spec.words
-            )
+            # A composite point (battery) reads all its registers; a state no sequence matches -> safe default.
+            self.writer.read_value(action.device, spec, read_before)
         except (ValueError, KeyError) as exc:
             self._applied(action, str(exc))
 

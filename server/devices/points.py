@@ -19,6 +19,7 @@ CANONICAL: dict[str, tuple[str, str]] = {
     "control.power_limit_w": ("W", "active power limit in watts (writable)"),
     "control.max_sell_power_w": ("W", "maximum power exported to the grid (writable)"),
     "control.inverter_on": ("", "inverter remote on/off: 1 on, 0 off (writable)"),
+    "control.battery_power_w": ("W", "forced battery power: + charge, - discharge, 0 = inverter's own mode (writable)"),
 }
 FREE_PREFIXES = ("raw.", "x.")  # device-specific points outside the canonical list
 

@@ -70,7 +70,7 @@ class PointSpec:
 
 @dataclass(frozen=True, slots=True)
 class WritableSpec:
-    """A register the gateway may write, with its limits and a safe default."""
+    """A register the gateway may write, with its limits and a safe default (or a composite of registers)."""
 
     name: str
     address: int
@@ -82,11 +82,66 @@ class WritableSpec:
     max: float = 0.0
     step: float = 1.0
     default: float = 0.0
+    composite: Composite | None = None  # set: the point is written as a sequence of registers, `address` is -1
 
     @property
     def count(self) -> int:
         """Registers this point occupies."""
         return TYPES[self.type]
+
+
+# Cases of a composite point, chosen by the sign of the value; the token that stands for |value|.
+CASES = ("positive", "negative", "zero")
+VALUE = "value"
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """A point written as an ordered sequence of register writes, chosen by the value's sign.
+
+    `registers` are register-level specs (one per role, e.g. EMS mode, command, power); `sequences`
+    maps each case to its ordered steps (role, raw constant or VALUE = |value| in the register's scale).
+    """
+
+    registers: tuple[tuple[str, WritableSpec], ...]
+    sequences: tuple[tuple[str, tuple[tuple[str, int | str], ...]], ...]
+
+    def register(self, role: str) -> WritableSpec:
+        """The register spec playing `role`."""
+        return dict(self.registers)[role]
+
+    def case(self, value: float) -> str:
+        """Which sequence a value takes: positive, negative or zero."""
+        return "positive" if value > 0 else "negative" if value < 0 else "zero"
+
+    def writes(self, value: float) -> tuple[tuple[WritableSpec, float], ...]:
+        """The ordered writes (register spec, value in that register's units) that set `value`."""
+        regs = dict(self.registers)
+        out = []
+        for role, token in dict(self.sequences)[self.case(value)]:
+            spec = regs[role]
+            out.append((spec, abs(value) if token == VALUE else token * spec.scale))
+        return tuple(out)
+
+    def decode(self, values: Mapping[str, float | None]) -> float | None:
+        """The point's value from register values by role (register units); None when no case matches."""
+        regs = dict(self.registers)
+        order = ("zero", "positive", "negative")  # the inverter's own mode first: it is the common state
+        for case, steps in sorted(self.sequences, key=lambda cs: order.index(cs[0])):
+            magnitude: float | None = 0.0
+            for role, token in steps:
+                got = values.get(role)
+                if got is None:
+                    break
+                if token == VALUE:
+                    magnitude = got
+                elif abs(got - token * regs[role].scale) > abs(regs[role].scale) / 2:
+                    break
+            else:
+                if case == "zero":
+                    return 0.0
+                return magnitude if case == "positive" else -magnitude
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +189,13 @@ class Profile:
         raise KeyError(name)
 
     def writable_point(self, address: int) -> WritableSpec | None:
-        """The writable point starting at `address`, if any."""
+        """The writable register starting at `address`, if any (a composite point's registers included)."""
         for w in self.writable:
-            if w.address == address:
+            if w.composite is not None:
+                for _role, reg in w.composite.registers:
+                    if reg.address == address:
+                        return reg
+            elif w.address == address:
                 return w
         return None
 
@@ -240,6 +299,9 @@ _POINT_KEYS = {
     "sf_at",
 }
 _WRITE_KEYS = {"name", "address", "type", "words", "scale", "unit", "min", "max", "step", "default"}
+_COMPOSITE_KEYS = {"name", "unit", "min", "max", "step", "default", "registers", "sequence"}
+_REGISTER_KEYS = {"address", "type", "words", "scale"}
+WRITE_TYPES = ("int16", "uint16", "int32", "uint32")
 
 
 def parse_profile(data: Any, path: str, key: str) -> Profile:
@@ -345,11 +407,15 @@ def parse_profile(data: Any, path: str, key: str) -> Profile:
         where = f"writable[{i}]"
         if not isinstance(rw, Mapping):
             raise c.fail(where, "must be a map")
-        c.unknown(rw, _WRITE_KEYS, where)
+        c.unknown(rw, _WRITE_KEYS | _COMPOSITE_KEYS, where)
         name = c.get(rw, "name", where, str)
         where = f"writable[{i}] ({name})"
         if problem := check_name(name, rw.get("unit", "")):
             raise c.fail(f"{where}.name", problem)
+        if "registers" in rw or "sequence" in rw:
+            writable.append(_composite(c, rw, name, where, words_default))
+            continue
+        c.unknown(rw, _WRITE_KEYS, where)
         w = WritableSpec(
             name=name,
             address=_int_in(c, rw, "address", where, ..., 0, 65535),
@@ -367,6 +433,7 @@ def parse_profile(data: Any, path: str, key: str) -> Profile:
         if w.step <= 0:
             raise c.fail(f"{where}.step", "must be positive")
         writable.append(w)
+    _no_shared_registers(c, writable)
     detect = c.get(data, "detect", "", dict, {})
     return Profile(
         key=key,
@@ -381,6 +448,132 @@ def parse_profile(data: Any, path: str, key: str) -> Profile:
         path=path,
         detect=detect,
     )
+
+
+def _composite(c: _Check, rw: Mapping[str, Any], name: str, where: str, words_default: str) -> WritableSpec:
+    """A composite writable point: registers by role and the ordered write sequence of each sign."""
+    c.unknown(rw, _COMPOSITE_KEYS, where)
+    lo, hi = c.get(rw, "min", where, float), c.get(rw, "max", where, float)
+    step, default = c.get(rw, "step", where, float, 1.0), c.get(rw, "default", where, float)
+    if lo > hi:
+        raise c.fail(f"{where}.max", f"must be at least min ({lo:g})")
+    if not lo <= default <= hi:
+        raise c.fail(f"{where}.default", f"safe default {default:g} is outside [{lo:g}, {hi:g}]")
+    if step <= 0:
+        raise c.fail(f"{where}.step", "must be positive")
+    raw_regs = c.get(rw, "registers", where, dict)
+    if not raw_regs:
+        raise c.fail(f"{where}.registers", "must name at least one register (role: {address: ...})")
+    roles: dict[str, dict[str, Any]] = {}
+    for role, rr in raw_regs.items():
+        at = f"{where}.registers.{role}"
+        if not isinstance(role, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", role):
+            raise c.fail(at, "a role is a short lower-case name such as mode, command or power")
+        if not isinstance(rr, Mapping):
+            raise c.fail(at, "must be a map with address (and type, words, scale)")
+        c.unknown(rr, _REGISTER_KEYS, at)
+        rtype = c.choice(rr, "type", at, WRITE_TYPES, "uint16")
+        address = _int_in(c, rr, "address", at, ..., 0, 65535)
+        if address + TYPES[rtype] - 1 > 65535:
+            raise c.fail(f"{at}.address", "register runs past 65535")
+        scale = c.get(rr, "scale", at, float, 1.0)
+        if scale <= 0:
+            raise c.fail(f"{at}.scale", "must be positive")
+        roles[role] = {"address": address, "type": rtype, "words": c.choice(rr, "words", at, ORDERS, words_default)}
+        roles[role]["scale"] = scale
+    raw_seq = c.get(rw, "sequence", where, dict)
+    needed = {"positive": hi > 0, "negative": lo < 0, "zero": lo <= 0 <= hi}
+    for case in raw_seq:
+        if case not in CASES:
+            raise c.fail(f"{where}.sequence.{case}", f"unknown case (allowed: {', '.join(CASES)})")
+    sequences: list[tuple[str, tuple[tuple[str, int | str], ...]]] = []
+    used: dict[str, list[float]] = {role: [] for role in roles}
+    for case in CASES:
+        at = f"{where}.sequence.{case}"
+        if case not in raw_seq:
+            if needed[case]:
+                raise c.fail(at, f"is required: the range [{lo:g}, {hi:g}] has {case} values")
+            continue
+        steps = raw_seq[case]
+        if not isinstance(steps, Mapping) or not steps:
+            raise c.fail(at, "must be a map of role: raw value or `value`, in the order written")
+        out: list[tuple[str, int | str]] = []
+        for role, token in steps.items():
+            if role not in roles:
+                raise c.fail(f"{at}.{role}", f"no such register (registers: {', '.join(roles)})")
+            reg = roles[role]
+            if token == VALUE:
+                magnitude = max(abs(lo), abs(hi)) if case != "zero" else 0.0
+                used[role] += [0.0, magnitude]
+            elif isinstance(token, int) and not isinstance(token, bool):
+                used[role].append(token * reg["scale"])
+            else:
+                raise c.fail(f"{at}.{role}", f"must be an integer register value or `value`, got {token!r}")
+            out.append((role, token))
+        sequences.append((case, tuple(out)))
+    registers: list[tuple[str, WritableSpec]] = []
+    zero_writes = dict(next((s for cs, s in sequences if cs == "zero"), ()))
+    for role, reg in roles.items():
+        values = used[role]
+        if not values:
+            raise c.fail(f"{where}.registers.{role}", "is never written by any sequence")
+        bits = 16 * TYPES[reg["type"]]
+        rlo, rhi = (
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if reg["type"].startswith("int") else (0, (1 << bits) - 1)
+        )
+        for v in values:
+            if not rlo <= round(v / reg["scale"]) <= rhi:
+                raise c.fail(f"{where}.registers.{role}", f"{v:g} does not fit a {reg['type']} register")
+        token = zero_writes.get(role, 0)
+        registers.append(
+            (
+                role,
+                WritableSpec(
+                    name=f"{name}:{role}",
+                    address=reg["address"],
+                    type=reg["type"],
+                    words=reg["words"],
+                    scale=reg["scale"],
+                    unit=rw.get("unit", "") if any(t == VALUE for _, s in sequences for r, t in s if r == role) else "",
+                    min=min(values),
+                    max=max(values),
+                    step=reg["scale"],
+                    default=0.0 if token == VALUE else token * reg["scale"],
+                ),
+            )
+        )
+    composite = Composite(tuple(registers), tuple(sequences))
+    # Read-back of the value before an action decodes the registers: each sign must be recognisable.
+    seen: dict[tuple, str] = {}
+    for case, steps in sequences:
+        key = tuple(sorted((r, t) for r, t in steps if t != VALUE))
+        if key in seen:
+            raise c.fail(
+                f"{where}.sequence.{case}", f"writes the same constants as {seen[key]}: the value cannot be read back"
+            )
+        seen[key] = case
+    return WritableSpec(
+        name=name,
+        address=-1,
+        unit=c.choice(rw, "unit", where, UNITS, ""),
+        min=lo,
+        max=hi,
+        step=step,
+        default=default,
+        composite=composite,
+    )
+
+
+def _no_shared_registers(c: _Check, writable: list[WritableSpec]) -> None:
+    """Two writable points (or two registers of a composite) must not write the same register."""
+    owner: dict[int, str] = {}
+    for i, w in enumerate(writable):
+        regs = [reg for _, reg in w.composite.registers] if w.composite is not None else [w]
+        for reg in regs:
+            for a in range(reg.address, reg.address + reg.count):
+                if a in owner:
+                    raise c.fail(f"writable[{i}] ({w.name})", f"register {a} is also written by {owner[a]}")
+                owner[a] = reg.name
 
 
 def _int_in(c: _Check, data: Mapping[str, Any], key: str, where: str, default: Any, lo: int, hi: int) -> Any:
