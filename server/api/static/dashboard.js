@@ -189,6 +189,7 @@
       lastFrameAt = Date.now();
       interval = frame.interval_s || 1;
       setConn("live");
+      if (typeof frame.ts === "number") clockOffset = frame.ts - Date.now() / 1000;
       render(frame);
     };
     sock.onclose = (ev) => {
@@ -397,6 +398,7 @@
   let controlCards = new Map(); // "device\npoint" -> { card, spec, parts }
   let openByPoint = new Map(); // "device\npoint" -> open actions (active and scheduled)
   let controlSeq = 0; // for unique element ids (labels need them)
+  let clockOffset = 0; // gateway wall clock minus this browser's (s): a phone's clock may be off
 
   function writeToken() {
     return role === "admin" ? token : adminToken || token;
@@ -520,7 +522,7 @@
   }
 
   function left(until) {
-    const s = Math.max(0, Math.round(until - Date.now() / 1000));
+    const s = Math.max(0, Math.round(until - (Date.now() / 1000 + clockOffset)));
     if (s < 60) return s + " s left";
     const m = Math.floor(s / 60);
     if (m < 60) return m + ":" + String(s % 60).padStart(2, "0") + " left";

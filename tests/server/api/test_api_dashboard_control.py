@@ -21,15 +21,16 @@ CARD = f'#control-points [data-device="inv"][data-point="{POINT}"]'
 
 
 @pytest.fixture
-def rig(tmp_path: Path, sim: Simulator) -> Iterator[tuple[LiveGateway, Simulator]]:
-    """A gateway with the control service and the API, and a simulated SMA inverter as device "inv"."""
+def rig(tmp_path: Path, sim: Simulator) -> Iterator[tuple[LiveGateway, Simulator, Simulator]]:
+    """A gateway with control and the API; simulated SMA ("inv", a power limit) and Growatt ("gro", on/off)."""
     from server.control import attach as control
 
-    with live_gateway(tmp_path, extra=(control,)) as lg:
+    with Simulator("growatt") as gro, live_gateway(tmp_path, extra=(control,)) as lg:
         lg.gateway.services["control"].retry_gap = 0.05
-        dev = {"id": "inv", "profile": "sma", "host": "127.0.0.1", "port": sim.port, "interval": 1}
-        lg.gateway.services["devices"].add(dev)
-        yield lg, sim
+        for dev_id, profile, port in (("inv", "sma", sim.port), ("gro", "growatt", gro.port)):
+            where = {"transport": "tcp", "host": "127.0.0.1", "port": port}
+            lg.gateway.services["devices"].add({"id": dev_id, "profile": profile, "interval": 1, **where})
+        yield lg, sim, gro
 
 
 def _history(page: Any, text: str) -> None:
@@ -38,9 +39,9 @@ def _history(page: Any, text: str) -> None:
 
 def test_control_panel_sets_counts_down_reverts_cancels_and_shows_conflicts(
     browser: Any,  # noqa: F811
-    rig: tuple[LiveGateway, Simulator],
+    rig: tuple[LiveGateway, Simulator, Simulator],
 ) -> None:
-    lg, sim = rig
+    lg, sim, gro = rig
     ARTIFACTS.mkdir(exist_ok=True)
     page = _open(browser, lg, {"width": 360, "height": 740})
     try:
@@ -110,6 +111,19 @@ def test_control_panel_sets_counts_down_reverts_cancels_and_shows_conflicts(
         card.locator("input.value").fill("200000")
         card.locator("button.set-btn").click()
         card.locator(".ctl-err:has-text('Not accepted')").wait_for(timeout=10_000)
+
+        # A 0/1 point is a switch: "Switch off now" turns the Growatt off (holding register 0), and on again.
+        switch = page.locator('#control-points [data-device="gro"][data-point="control.inverter_on"]')
+        assert switch.locator("input[role=switch]").is_checked()  # shown at its safe default: on
+        switch.locator("select.duration").select_option(label="now")
+        switch.locator("input[role=switch]").uncheck()
+        assert switch.locator("button.set-btn").inner_text() == "Switch off now"
+        switch.locator("button.set-btn").click()
+        switch.locator(".status:has-text('confirmed')").wait_for(timeout=10_000)
+        assert gro.image()[(3, 0)] == 0
+        switch.locator("input[role=switch]").check()
+        switch.locator("button.set-btn").click()
+        assert wait_for(lambda: gro.image()[(3, 0)] == 1, 10)
         assert page.evaluate("document.documentElement.scrollWidth") <= 360  # phone: no sideways scrolling
         page.screenshot(path=str(ARTIFACTS / "dashboard-control.png"), full_page=True)
         page.set_viewport_size({"width": 1280, "height": 900})
