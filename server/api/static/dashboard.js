@@ -486,7 +486,6 @@
   }
 
   async function startControl() {
-    $("control").hidden = false;
     if (role === null) {
       const got = await probeRole(token);
       if (got === "admin" || got === "read") role = got;
@@ -502,8 +501,10 @@
       data = await api("/api/control/points");
     } catch (err) {
       if (err instanceof AuthError) forget("That token was refused.");
-      return; // no control service (404) or a hiccup: the next change tries again
+      else if (/HTTP (404|503)$/.test(err.message)) $("control").hidden = true; // no control service running
+      return; // a hiccup: the next change tries again
     }
+    $("control").hidden = false;
     renderControl(data.points || []);
   }
 

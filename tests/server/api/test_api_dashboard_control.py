@@ -136,3 +136,20 @@ def test_control_panel_sets_counts_down_reverts_cancels_and_shows_conflicts(
         assert page.errors == []  # type: ignore[attr-defined]
     finally:
         page.context.close()
+
+
+def test_no_control_panel_without_the_control_service(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    with live_gateway(tmp_path) as lg:
+        page = _open(browser, lg, {"width": 360, "height": 740})
+        try:
+            page.fill("#token", lg.tokens.admin)
+            # The page asks for writable points (503: no control service) and keeps the panel out of the way.
+            with page.expect_response(lambda r: r.url.endswith("/api/control/points"), timeout=10_000) as asked:
+                page.click("button[type=submit]")
+            assert asked.value.status == 503
+            page.wait_for_selector("#conn.live", timeout=10_000)
+            assert page.locator("#control").is_hidden()
+            assert page.locator("#control-points .ctl").count() == 0
+            assert page.errors == []  # type: ignore[attr-defined]
+        finally:
+            page.context.close()
