@@ -395,7 +395,7 @@
   const CANCELLABLE = new Set(["scheduled", "applying", "active"]);
 
   let role = null; // of the page's token: "admin", "read" or null (not known yet)
-  let controlCards = new Map(); // "device\npoint" -> { card, spec, parts }
+  let controlCards = new Map(); // "device\npoint" -> { card, spec, its inputs, button and message lines }
   let openByPoint = new Map(); // "device\npoint" -> open actions (active and scheduled)
   let controlSeq = 0; // for unique element ids (labels need them)
   let clockOffset = 0; // gateway wall clock minus this browser's (s): a phone's clock may be off

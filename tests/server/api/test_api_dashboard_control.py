@@ -153,3 +153,29 @@ def test_no_control_panel_without_the_control_service(browser: Any, tmp_path: Pa
             assert page.errors == []  # type: ignore[attr-defined]
         finally:
             page.context.close()
+
+
+def test_a_refused_write_asks_for_the_admin_token_when_the_role_was_not_known(
+    browser: Any,  # noqa: F811
+    rig: tuple[LiveGateway, Simulator, Simulator],
+) -> None:
+    lg, sim, _ = rig
+    page = _open(browser, lg, {"width": 360, "height": 740})
+    try:
+        # The page could not tell which token it has (its probe fails): the first write's 403 tells it.
+        page.route("**/api/modbus/write", lambda route: route.abort())
+        page.fill("#token", lg.tokens.read)
+        page.click("button[type=submit]")
+        card = page.locator(CARD)
+        card.wait_for(timeout=10_000)
+        assert page.locator("#control-auth").is_hidden()
+        before = limit_w(sim)
+        card.locator("input.value").fill("0")
+        card.locator("button.set-btn").click()
+        card.locator(".ctl-err:has-text('Changes need the admin token')").wait_for(timeout=10_000)
+        page.wait_for_selector("#control-auth:not([hidden])", timeout=5000)
+        assert card.locator("button.set-btn").is_disabled()
+        assert limit_w(sim) == before  # nothing was written
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        page.context.close()
