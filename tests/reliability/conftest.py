@@ -158,3 +158,29 @@ def resources() -> dict[str, int]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return {"threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd")), "rss_kb": rss}
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open descriptors, sockets described as 'tcp LOCALPORT->REMOTEPORT STATE' (for diagnosis)."""
+    states = {"01": "ESTABLISHED", "02": "SYN_SENT", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+    inodes: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                for line in list(f)[1:]:
+                    parts = line.split()
+                    local, remote, st, inode = parts[1], parts[2], parts[3], parts[9]
+                    lp, rp = int(local.split(":")[1], 16), int(remote.split(":")[1], 16)
+                    inodes[inode] = f"tcp {lp}->{rp} {states.get(st, st)}"
+        except OSError:
+            pass
+    out: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            target = inodes.get(target[8:-1], target)
+        out[int(name)] = target
+    return out

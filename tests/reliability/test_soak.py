@@ -16,7 +16,7 @@ from modbus_slave.server import Simulator
 from server.statemachine import State
 from tests.support import NOON, wait_for
 
-from .conftest import report, resources
+from .conftest import open_fds, report, resources
 from .proxy import Flapper, schedule
 from .test_broker_outages import ConnectWatch, _settle, reconnect_delays
 from .test_devices import RECOVERY_BOUND, Polls
@@ -47,6 +47,7 @@ def test_soak_broker_and_inverter_links(mosquitto_factory, proxy_factory, gatewa
         watch = ConnectWatch(gw.services["uplink"])
         time.sleep(2)
         before = resources()
+        fds_before = open_fds()
         cycles = 10_000  # the time limit ends the run
         broker_flap = Flapper(mqtt_link, schedule("B", scale=scale, cycles=cycles, seed=21)).start()
         inverter_flap = Flapper(inverter_link, schedule("A", scale=scale, cycles=cycles, seed=22)).start()
@@ -58,6 +59,7 @@ def test_soak_broker_and_inverter_links(mosquitto_factory, proxy_factory, gatewa
         wait_for(lambda: polls.good("dev0", after=last_up), RECOVERY_BOUND + 1)
         time.sleep(3)
         after = _settle(lambda: (r := resources())["threads"] <= before["threads"] and r, resources)
+        fds_after = open_fds()
         watch.stop()
         tele, ob = gw.services["telemetry"], gw.services["outbox"]
         wait_for(lambda: ob.store.rows == 0 and tele.pending() == 0, 120)
@@ -72,7 +74,8 @@ def test_soak_broker_and_inverter_links(mosquitto_factory, proxy_factory, gatewa
     recoveries, short_inverter = reconnect_delays(inverter_flap, polls.good("dev0"), RECOVERY_BOUND)
     assert max(reconnects, default=0) < backoff + 1.0, reconnects
     assert max(recoveries, default=0) < RECOVERY_BOUND, recoveries
-    assert after["threads"] <= before["threads"] and after["fds"] <= before["fds"] + 2, (before, after)
+    new_fds = {fd: what for fd, what in fds_after.items() if fds_before.get(fd) != what}
+    assert after["threads"] <= before["threads"] and after["fds"] <= before["fds"] + 2, (before, after, new_fds)
     report(
         "soak",
         seconds=seconds,
