@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask import Response, request, send_from_directory
+from flask import Response, g, request, send_from_directory
 
 from .errors import ApiError
 from .history import INTERVAL, SIZE
@@ -64,7 +64,8 @@ def style(ctx: ApiContext) -> Any:
 
 def dashboard(ctx: ApiContext) -> Any:
     """Where the live WebSocket listens (ws_port null: live updates are off) and the history cadence."""
-    return {"ws_port": _ws_port(ctx), "ws_path": WS_PATH, "history_interval_s": INTERVAL}
+    # The token's role tells the page whether its control buttons can work or need the admin token.
+    return {"ws_port": _ws_port(ctx), "ws_path": WS_PATH, "history_interval_s": INTERVAL, "role": g.get("role")}
 
 
 def history(ctx: ApiContext) -> Any:

@@ -408,18 +408,15 @@
     return role !== "read" || Boolean(adminToken);
   }
 
-  // The API has no "who am I" call; an OPTIONS request to an admin-only route passes the same token check as a
-  // write (200 admin, 403 read) without doing anything or landing in the action history.
+  // GET /api/dashboard answers the role of the token it was sent with ("admin" or "read").
   async function probeRole(tok) {
     try {
-      const resp = await fetch("/api/modbus/write", {
-        method: "OPTIONS",
-        headers: { Authorization: "Bearer " + tok },
-        cache: "no-store",
-      });
-      if (resp.ok) return "admin";
-      if (resp.status === 403) return "read";
+      const resp = await fetch("/api/dashboard", { headers: { Authorization: "Bearer " + tok }, cache: "no-store" });
       if (resp.status === 401) return "refused";
+      if (resp.ok) {
+        const got = (await resp.json()).role;
+        if (got === "admin" || got === "read") return got;
+      }
     } catch (_) {
       // unknown: the first write tells
     }

@@ -75,7 +75,8 @@ def test_dashboard_info_needs_a_token_and_names_the_websocket(tmp_path: Path) ->
         try:
             assert reader.call("GET", "/api/dashboard", token=None).status == 401
             got = reader.call("GET", "/api/dashboard").json
-            assert got == {"ws_port": lg.ws_port, "ws_path": "/live", "history_interval_s": 10.0}
+            assert got == {"ws_port": lg.ws_port, "ws_path": "/live", "history_interval_s": 10.0, "role": "read"}
+            assert reader.call("GET", "/api/dashboard", token=lg.tokens.admin).json["role"] == "admin"
         finally:
             reader.close()
     with live_gateway(tmp_path / "off", **{"api.ws_port": 0}) as lg:
