@@ -215,6 +215,7 @@ class Simulator:
             value = w.composite.decode(got)
             # A state no sequence describes (half-way through a sequence) is the inverter's own mode, as on the device.
             self.model.force_battery(value if value else None, self.clock())
+            self._image_cache = (-1.0, {})  # the image just built still shows the battery before the command
 
     # ---- lifecycle ------------------------------------------------------------------------
 
