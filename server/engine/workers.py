@@ -105,6 +105,9 @@ class WorkerPool:
             except Exception:  # a broken callback must not cost the pool a thread
                 log.exception("worker completion callback failed")
             finally:
+                # Let go of the job before waiting for the next: an idle worker holding the last closure kept
+                # what it captured alive (an old MQTT client and its sockets, until the worker's next job).
+                fn = done = outcome = None  # type: ignore[assignment]
                 with self._cond:
                     self._busy -= 1
                     self.completed += 1

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
 from server.engine import Engine, EngineStopped, Outcome, PoolFull, TaskClass
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -241,3 +243,19 @@ def test_loop_survives_when_the_only_timer_left_is_cancelled(engine: Engine) -> 
     ran = threading.Event()
     engine.call_soon(lambda now: ran.set(), kind="after")
     assert ran.wait(2) and engine.state == "running"
+
+
+def test_an_idle_worker_keeps_nothing_of_its_last_job_alive(engine: Engine) -> None:
+    # Regression: the worker's locals held the last job's closure, so an old MQTT client it closed lived on
+    # with its sockets until that worker ran something else.
+
+    class Resource:
+        pass
+
+    res = Resource()
+    gone = weakref.ref(res)
+    done = threading.Event()
+    engine.offload(lambda res=res: res, lambda outcome: done.set(), kind="hold")
+    assert done.wait(2)
+    del res
+    wait_for(lambda: gone() is None, 2)  # no gc.collect(): reference counting alone must free it
