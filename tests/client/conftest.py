@@ -20,9 +20,9 @@ from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
 from server.uplink.broker import free_port
-from tests.client.harness import Site, chromium_available, static_site
+from tests.client.harness import Site, static_site
 from tests.server.wifi.privatebus import MockNM, mock_nm  # noqa: F401 - NetworkManager (dbusmock) on a private bus
-from tests.support import wait_for
+from tests.support import chromium_available, wait_for
 
 
 @dataclass

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import functools
 import http.server
-import shutil
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -27,21 +26,12 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from tests.client.central import Central
+from tests.support import launch_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "client"
 SHIM = Path(__file__).with_name("webbluetooth_shim.js")
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -62,11 +52,6 @@ def static_site(directory: Path = CLIENT_DIR) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
-
-
-def chromium_available() -> bool:
-    """Debian's chromium is installed (apt)."""
-    return shutil.which(CHROMIUM) is not None
 
 
 def make_device(link: LocalLink, index: int, name: str) -> Device:
@@ -104,9 +89,7 @@ class Site:
 
         self._thread.start()
         self._pw = self.run(async_playwright().start(), 60)
-        self.browser = self.run(
-            self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True), 60
-        )
+        self.browser = self.run(launch_chromium(self._pw.chromium), 60)
         return self
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 180.0) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -10,20 +9,10 @@ import pytest
 
 from server.api.openapi import document
 from tests.server.wifi.system_gateway import system_gateway
-from tests.support import wait_for
+from tests.support import CHROMIUM_MISSING, chromium_available, launch_chromium, wait_for
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
@@ -38,12 +27,12 @@ def test_doc_page_is_served_without_a_token_and_loads_nothing_from_elsewhere(tmp
 
 
 def test_doc_page_lists_every_operation_in_chromium(tmp_path: Path) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; `make test` installs it)")
+    if not chromium_available():
+        pytest.skip(CHROMIUM_MISSING)
     from playwright.sync_api import sync_playwright
 
     with system_gateway(tmp_path / "gw") as gw, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw.chromium)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 1400})
             errors: list[str] = []
