@@ -17,9 +17,11 @@ if sys.path[:1] != [_ROOT]:
     sys.path.insert(0, _ROOT)
 
 from modbus_slave.server import Simulator  # noqa: E402
+from server.consumer import Consumer, ConsumerStore  # noqa: E402
+from server.consumer.consumer import ConsumerSettings  # noqa: E402
 from server.uplink.broker import Broker  # noqa: E402
 from server.uplink.pki import Pki, make_pki  # noqa: E402
-from tests.support import NOON  # noqa: E402
+from tests.support import NOON, wait_for  # noqa: E402
 
 
 def _need_mosquitto() -> None:
@@ -52,6 +54,26 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 def mosquitto(mosquitto_factory: Callable[..., Broker]) -> Broker:
     """A plain anonymous broker on 127.0.0.1 and a free port."""
     return mosquitto_factory()
+
+
+@pytest.fixture
+def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
+    """Reference consumers (verify, de-duplicate, store) connected straight to a broker; all stopped at the end."""
+    made: list[Consumer] = []
+
+    def make(broker: Any, **kw: Any) -> Consumer:
+        store = ConsumerStore(tmp_path / f"consumer{len(made)}.sqlite")
+        c = Consumer(ConsumerSettings(port=broker.port, client_id=f"consumer{len(made)}", **kw), store).start()
+        made.append(c)
+        wait_for(c.connected.is_set, 5)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()
+            c.store.close()
 
 
 @pytest.fixture

@@ -13,14 +13,11 @@ import pytest
 
 from server.bus import Point, Snapshot
 from server.config import load
-from server.consumer import Consumer, ConsumerStore
-from server.consumer.consumer import ConsumerSettings
 from server.crypto.service import attach as identity
 from server.gateway import Gateway
 from server.outbox.service import attach as outbox
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
-from tests.support import wait_for
 
 from .proxy import LinkProxy
 
@@ -116,26 +113,6 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         for gw in made:
             gw.stop()
             gw.engine.wait_stopped(5)
-
-
-@pytest.fixture
-def consumer_factory(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
-    """Reference consumers (verify, de-duplicate, store) connected straight to a broker."""
-    made: list[Consumer] = []
-
-    def make(broker: Any, **kw: Any) -> Consumer:
-        store = ConsumerStore(tmp_path / f"consumer{len(made)}.sqlite")
-        c = Consumer(ConsumerSettings(port=broker.port, client_id=f"rel-consumer{len(made)}", **kw), store).start()
-        made.append(c)
-        wait_for(c.connected.is_set, 5)
-        return c
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            c.stop()
-            c.store.close()
 
 
 def report(test: str, **figures: Any) -> None:
