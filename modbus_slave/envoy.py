@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import signal
 import sys
-import threading
 from typing import Any
 
 from .homewizard import FAULTS, JsonHttpSimulator
+from .signals import wait_for_signal
 
 PRODUCTION_EID, NET_EID, TOTAL_EID = 704643328, 704643584, 704643840
 
@@ -123,12 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sim = EnvoySimulator(token=args.token, meters=not args.no_meters, fault=args.fault).start(args.host, args.port)
     print(f"Envoy http://{args.host}:{sim.port}/production.json", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *a: done.set())
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    sim.stop()
-    return 0
+    return wait_for_signal(sim.stop)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import socket
 import ssl
 import sys
@@ -22,6 +21,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .signals import wait_for_signal
 
 FAULTS = ("error", "denied", "slow", "garbage")
 
@@ -179,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sim = HomeWizardSimulator(fault=args.fault).start(args.host, args.port)
     print(f"HomeWizard P1 http://{args.host}:{sim.port}/api", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *a: done.set())
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    sim.stop()
-    return 0
+    return wait_for_signal(sim.stop)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import threading
@@ -26,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from server.devices import p1
+
+from .signals import wait_for_signal
 
 FAULTS = ("corrupt", "truncate", "silence")
 
@@ -225,12 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         sim.open_pty()
     sim.start()
     print(f"P1 tcp {args.host}:{sim.port}" + (f" pty {sim.device}" if args.pty else ""), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *a: done.set())
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    sim.stop()
-    return 0
+    return wait_for_signal(sim.stop)
 
 
 if __name__ == "__main__":
