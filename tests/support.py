@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # Debian's chromium from apt, never a browser Playwright downloads; the same flags in every browser test.
@@ -44,3 +46,36 @@ def chromium_available() -> bool:
 def launch_chromium(browser_type: Any) -> Any:
     """Launch headless Debian chromium with Playwright's `pw.chromium` (sync: a Browser; async: an awaitable)."""
     return browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def api_settings(data_dir: Path, **more: Any) -> dict[str, Any]:
+    """Settings for an in-process gateway: API on 127.0.0.1 and a free port, no WebSocket, no mDNS, `more` on top."""
+    from server.uplink.broker import free_port
+
+    return {
+        "data_dir": data_dir,
+        "stats_interval": 0,
+        "identity.backend": "software",
+        "api.host": "127.0.0.1",
+        "api.port": free_port(),
+        "api.ws_port": 0,  # the dashboard's WebSocket has its own tests; its fixed default would collide
+        "mdns.enabled": False,  # nothing leaves loopback in tests
+        **more,
+    }
+
+
+@contextlib.contextmanager
+def started_gateway(settings: dict[str, Any], services: list[Any], env: dict[str, str] | None = None) -> Iterator[Any]:
+    """A Gateway with `services` started in its engine thread and running; stopped (and waited for) at the end."""
+    from server.config import load
+    from server.gateway import Gateway
+
+    gw = Gateway(load(None, env=env or {}, overrides=settings), services=services)
+    try:
+        gw.start()
+        gw.engine.start_thread()
+        wait_for(lambda: gw.engine.state == "running")
+        yield gw
+    finally:
+        gw.stop()
+        gw.engine.wait_stopped(5)

@@ -10,27 +10,14 @@ import pytest
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.audit import attach as audit
-from server.config import FIELDS_BY_KEY, load
 from server.crypto.service import attach as identity
-from server.gateway import Gateway
-from server.uplink.broker import free_port
 from tests.bluetooth.ble_support import Ble, Server, start_ble
-from tests.support import wait_for
+from tests.support import api_settings, started_gateway, wait_for
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    overrides = {
-        "data_dir": tmp_path / "gw",
-        "stats_interval": 0,
-        "identity.backend": "software",
-        "api.host": "127.0.0.1",
-        "api.port": port,
-        "api.ws_port": 0,
-    }
-    if "mdns.enabled" in FIELDS_BY_KEY:
-        overrides["mdns.enabled"] = False  # nothing leaves loopback in tests
+    overrides = api_settings(tmp_path / "gw")
     services = [audit, identity, api]
     try:  # the provisioning window and Wi-Fi routes (system service); without it the BLE service keeps a local window
         from server.api.system_service import attach as system
@@ -39,16 +26,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         overrides["system.dbus_address"] = "unix:path=/nonexistent/ohm-test-bus"  # never the machine's own bus
     except ImportError:
         pass
-    gw = Gateway(load(None, env={}, overrides=overrides), services=services)
-    try:
-        gw.start()
-        gw.engine.start_thread()
-        wait_for(lambda: gw.engine.state == "running")
+    with started_gateway(overrides, services) as gw:
         tokens, _ = load_or_create(gw.data_dir)
-        yield Server(gw, port, tokens.admin)
-    finally:
-        gw.stop()
-        gw.engine.wait_stopped(5)
+        yield Server(gw, overrides["api.port"], tokens.admin)
 
 
 @pytest.fixture

@@ -15,14 +15,12 @@ import pytest
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.audit import attach as audit
-from server.config import load
 from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
-from server.uplink.broker import free_port
 from tests.client.harness import Site, static_site
 from tests.server.wifi.privatebus import MockNM, mock_nm  # noqa: F401 - NetworkManager (dbusmock) on a private bus
-from tests.support import chromium_available, wait_for
+from tests.support import api_settings, chromium_available, started_gateway
 
 
 @dataclass
@@ -37,27 +35,10 @@ class ServerApi:
 @contextlib.contextmanager
 def running_gateway(data_dir: Path, services: list[Any], **settings: Any) -> Iterator[ServerApi]:
     """A real `server` gateway with the API on 127.0.0.1 and a free port (no dashboard WebSocket, no mDNS)."""
-    port = free_port()
-    overrides = {
-        "data_dir": data_dir,
-        "stats_interval": 0,
-        "identity.backend": "software",
-        "api.host": "127.0.0.1",
-        "api.port": port,
-        "api.ws_port": 0,  # its default port is fixed
-        "mdns.enabled": False,
-        **settings,
-    }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=services)
-    try:
-        gw.start()
-        gw.engine.start_thread()
-        wait_for(lambda: gw.engine.state == "running")
+    overrides = api_settings(data_dir, **settings)
+    with started_gateway(overrides, services) as gw:
         tokens, _ = load_or_create(gw.data_dir)
-        yield ServerApi(gw, f"http://127.0.0.1:{port}", tokens.admin)
-    finally:
-        gw.stop()
-        gw.engine.wait_stopped(5)
+        yield ServerApi(gw, f"http://127.0.0.1:{overrides['api.port']}", tokens.admin)
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from server.api import attach as api
 from server.api.system_service import attach as system
 from server.api.tokens import load_or_create
 from server.audit import attach as audit
-from server.config import load
 from server.crypto.service import attach as identity
 from server.devices import attach as devices
 from server.gateway import Gateway
 from server.uplink.broker import free_port
 from tests import support
+from tests.support import api_settings, started_gateway
 
 __all__ = ["Api", "free_port", "wait_for"]
 
@@ -99,23 +99,8 @@ class Api:
 
 @pytest.fixture
 def api_gateway(tmp_path: Path) -> Iterator[Api]:
-    port = free_port()
-    overrides = {
-        "data_dir": tmp_path / "gw",
-        "stats_interval": 0,
-        "identity.backend": "software",
-        "api.host": "127.0.0.1",
-        "api.port": port,
-        "api.ws_port": 0,  # the live WebSocket has its own tests; a fixed 8081 would collide between runs
-    }
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[audit, devices, identity, system, api])
-    try:
-        gw.start()
-        gw.engine.start_thread()
-        wait_for(lambda: gw.engine.state == "running")
+    settings = api_settings(tmp_path / "gw")
+    with started_gateway(settings, [audit, devices, identity, system, api]) as gw:
         tokens, created = load_or_create(gw.data_dir)
         assert not created
-        yield Api(gw, port, tokens.admin, tokens.read)
-    finally:
-        gw.stop()
-        gw.engine.wait_stopped(5)
+        yield Api(gw, settings["api.port"], tokens.admin, tokens.read)
