@@ -79,3 +79,33 @@ def started_gateway(settings: dict[str, Any], services: list[Any], env: dict[str
     finally:
         gw.stop()
         gw.engine.wait_stopped(5)
+
+
+@contextlib.contextmanager
+def gateway_pool() -> Iterator[Callable[..., Any]]:
+    """Yield `start(settings, services, prepare=None)` -> a Gateway in its engine thread; all stopped at the end.
+
+    `prepare(gateway)` runs before start (to subscribe before the first event); start does not wait for "running".
+    """
+    from server.config import load
+    from server.gateway import Gateway
+
+    made: list[Gateway] = []
+
+    def start(
+        settings: dict[str, Any], services: list[Any], prepare: Callable[[Gateway], Any] | None = None
+    ) -> Gateway:
+        gw = Gateway(load(None, env={}, overrides=settings), services=services)
+        if prepare is not None:
+            prepare(gw)
+        gw.start()
+        gw.engine.start_thread()
+        made.append(gw)
+        return gw
+
+    try:
+        yield start
+    finally:
+        for gw in made:
+            gw.stop()
+            gw.engine.wait_stopped(5)

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from server.bus import Point, Snapshot
-from server.config import load
 from server.crypto.service import attach as identity
 from server.gateway import Gateway
 from server.outbox.service import attach as outbox
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
+from tests.support import gateway_pool
 
 from .proxy import LinkProxy
 
@@ -75,7 +75,6 @@ def proxy_factory() -> Iterator[Callable[[int], LinkProxy]]:
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """In-process gateways with identity, outbox, telemetry and uplink to 127.0.0.1:`port` (0 = no uplink)."""
-    made: list[Gateway] = []
 
     def make(port: int = 0, data: str = "gw", devices: list[int] | None = None, **settings: Any) -> Gateway:
         """`devices`: Modbus ports of SMA simulators to store as dev0, dev1, ... (polled every second)."""
@@ -101,18 +100,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
                 store.put(DeviceConfig.from_dict(cfg))
             store.close()
             services.insert(0, devices_service)
-        gw = Gateway(load(None, env={}, overrides=overrides), services=services)
-        gw.start()
-        gw.engine.start_thread()
-        made.append(gw)
-        return gw
+        return start(overrides, services)
 
-    try:
+    with gateway_pool() as start:
         yield make
-    finally:
-        for gw in made:
-            gw.stop()
-            gw.engine.wait_stopped(5)
 
 
 def report(test: str, **figures: Any) -> None:

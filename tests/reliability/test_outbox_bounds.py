@@ -15,54 +15,36 @@ import pytest
 
 from server.api import attach as api
 from server.bus import DeviceEvent
-from server.config import load
 from server.crypto.service import attach as identity
 from server.gateway import Gateway
 from server.outbox.service import attach as outbox
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
-from tests.support import wait_for
+from tests.support import api_settings, gateway_pool, wait_for
 
 from .conftest import Feeder, report
-from .gateways import free_port, http
+from .gateways import http
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def gateway_with_api(tmp_path: Path) -> Iterator[Any]:
-    made: list[Gateway] = []
-
     def make(data: Path, **settings: Any) -> tuple[Gateway, int, str, list[DeviceEvent]]:
-        port = free_port()
-        overrides: dict[str, Any] = {
-            "data_dir": data,
-            "stats_interval": 0,
-            "identity.backend": "software",
-            "telemetry.batch_interval": 0.1,
-            "api.host": "127.0.0.1",
-            "api.port": port,
-            "api.ws_port": 0,
-            "mdns.enabled": False,
-            **{k.replace("__", "."): v for k, v in settings.items()},
-        }
-        gw = Gateway(load(None, env={}, overrides=overrides), services=[identity, outbox, telemetry, uplink, api])
+        dotted = {k.replace("__", "."): v for k, v in settings.items()}
+        overrides = api_settings(data, **{"telemetry.batch_interval": 0.1, **dotted})
+        port = overrides["api.port"]
         events: list[DeviceEvent] = []
-        gw.bus.on_event(events.append)
-        gw.start()
-        gw.engine.start_thread()
-        made.append(gw)
+        gw = start(
+            overrides, [identity, outbox, telemetry, uplink, api], prepare=lambda g: g.bus.on_event(events.append)
+        )
         import json
 
         token = json.loads((data / "api_tokens.json").read_text())["read"]
         return gw, port, token, events
 
-    try:
+    with gateway_pool() as start:
         yield make
-    finally:
-        for gw in made:
-            gw.stop()
-            gw.engine.wait_stopped(5)
 
 
 def test_outbox_at_its_bound_drops_oldest_counts_and_reports(gateway_with_api, tmp_path):

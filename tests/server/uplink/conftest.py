@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from server.bus import Point, Snapshot
-from server.config import load
 from server.crypto.service import attach as identity
 from server.gateway import Gateway
 from server.outbox.service import attach as outbox
 from server.telemetry.service import attach as telemetry
 from server.uplink.service import attach as uplink
+from tests.support import gateway_pool
 
 
 def snap(device: str, i: int) -> Snapshot:
@@ -22,8 +22,6 @@ def snap(device: str, i: int) -> Snapshot:
 
 @pytest.fixture
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    made: list[Gateway] = []
-
     def make(broker: Any = None, data: str = "gw", **settings: Any) -> Gateway:
         overrides = {
             "data_dir": tmp_path / data,
@@ -36,15 +34,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
             overrides["mqtt.host"] = "127.0.0.1"
             overrides["mqtt.port"] = broker.port
         overrides.update({k.replace("__", "."): v for k, v in settings.items()})
-        gw = Gateway(load(None, env={}, overrides=overrides), services=[identity, outbox, telemetry, uplink])
-        gw.start()
-        gw.engine.start_thread()
-        made.append(gw)
-        return gw
+        return start(overrides, [identity, outbox, telemetry, uplink])
 
-    try:
+    with gateway_pool() as start:
         yield make
-    finally:
-        for gw in made:
-            gw.stop()
-            gw.engine.wait_stopped(5)
