@@ -10,7 +10,6 @@ import json
 import logging
 import ssl
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,10 @@ from server.gateway import Gateway
 from server.uplink.broker import free_port
 from server.uplink.pki import make_pki
 from tests.server.api.conftest import Client
-from tests.server.devices.meter_support import offline, online, running_service, stopping
+from tests.server.devices.meter_support import offline, online
 from tests.support import wait_for
 
 TOKEN = "eyJraWQiOiJ0ZXN0In0.eyJ1c2VybmFtZSI6Im93bmVyQGV4YW1wbGUuY29tIn0.c2VjcmV0LXNpZ25hdHVyZS0xMjM0NTY3ODk"
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[DeviceService]:
-    yield from running_service(tmp_path)
-
-
-@pytest.fixture
-def stop_later() -> Iterator[list[Any]]:
-    yield from stopping()
 
 
 def _tls(tmp_path: Path) -> ssl.SSLContext:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,18 +11,8 @@ from server.devices.http_meters import HomeWizardClient
 from server.devices.meters import decode, load_meter_profile
 from server.devices.service import DeviceService
 from server.devices.transport import DeviceIOError, Link
-from tests.server.devices.meter_support import offline, online, running_service, stopping
+from tests.server.devices.meter_support import offline, online
 from tests.support import wait_for
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[DeviceService]:
-    yield from running_service(tmp_path)
-
-
-@pytest.fixture
-def stop_later() -> Iterator[list[Any]]:
-    yield from stopping()
 
 
 def test_documented_reply_decodes_to_canonical_points() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from modbus_slave.p1 import P1Simulator, dsmr5_telegram
 from server.bus import Quality
 from server.devices.service import DeviceService, WriteRejected
 from server.devices.store import DeviceConfigError
-from tests.server.devices.meter_support import offline, online, running_service, stopping
+from tests.server.devices.meter_support import offline, online
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,16 +24,6 @@ V22 = (FIXTURES / "v2_2.txt").read_bytes()
 def bridge(device_id: str, port: int) -> dict[str, Any]:
     """A DSMR meter behind a P1-to-TCP bridge on 127.0.0.1, polled every second."""
     return {"id": device_id, "profile": "dsmr", "transport": "p1_tcp", "host": "127.0.0.1", "port": port, "interval": 1}
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[DeviceService]:
-    yield from running_service(tmp_path)
-
-
-@pytest.fixture
-def stop_later() -> Iterator[list[Any]]:
-    yield from stopping()
 
 
 def test_p1_tcp_bridge_to_snapshot(svc: DeviceService, stop_later: list[Any]) -> None:
