@@ -75,7 +75,10 @@ def test_soak_broker_and_inverter_links(mosquitto_factory, proxy_factory, gatewa
     assert max(reconnects, default=0) < backoff + 1.0, reconnects
     assert max(recoveries, default=0) < RECOVERY_BOUND, recoveries
     new_fds = {fd: what for fd, what in fds_after.items() if fds_before.get(fd) != what}
-    assert after["threads"] <= before["threads"] and after["fds"] <= before["fds"] + 2, (before, after, new_fds)
+    assert after["threads"] <= before["threads"] and after["fds"] <= before["fds"] + 2, (
+        f"{before} -> {after}; new or changed descriptors: {sorted(new_fds.items())};"
+        f" before: {sorted(fds_before.items())}"
+    )
     report(
         "soak",
         seconds=seconds,
