@@ -19,18 +19,15 @@ from modbus_slave.envoy import PRODUCTION_JSON, READINGS, EnvoySimulator
 from server.api import attach as api
 from server.api.tokens import load_or_create
 from server.bus import Bus, Snapshot
-from server.config import load
 from server.devices import attach as devices
 from server.devices.meters import decode, load_meter_profile
 from server.devices.service import DeviceService
 from server.devices.store import DeviceStore
 from server.engine import Engine, FakeClock
-from server.gateway import Gateway
-from server.uplink.broker import free_port
 from server.uplink.pki import make_pki
 from tests.server.api.conftest import Client
 from tests.server.devices.meter_support import offline, online
-from tests.support import wait_for
+from tests.support import api_settings, started_gateway, wait_for
 
 TOKEN = "eyJraWQiOiJ0ZXN0In0.eyJ1c2VybmFtZSI6Im93bmVyQGV4YW1wbGUuY29tIn0.c2VjcmV0LXNpZ25hdHVyZS0xMjM0NTY3ODk"
 
@@ -124,33 +121,31 @@ def test_wrong_token_is_a_clear_offline_reason(svc: DeviceService, stop_later: l
 def test_api_never_returns_or_logs_the_token(tmp_path: Path, stop_later: list[Any]) -> None:
     sim = EnvoySimulator(token=TOKEN).start(tls=_tls(tmp_path))
     stop_later.append(sim)
-    port = free_port()
-    overrides = {"data_dir": tmp_path / "gw", "stats_interval": 0, "api.host": "127.0.0.1", "api.port": port}
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[devices, api])
-    gw.start()
-    gw.engine.start_thread()
-    admin: Client | None = None
-    try:
-        wait_for(lambda: gw.engine.state == "running")
-        tokens, _ = load_or_create(gw.data_dir)
-        admin = Client(port, tokens.admin)
-        body = {"id": "env", "profile": "envoy", "host": "127.0.0.1", "port": sim.port, "token": TOKEN, "interval": 1}
-        got = admin.call("POST", "/api/devices", body)
-        assert got.status == 201, got.json
-        assert got.json["device"]["token_set"] is True and "token" not in got.json["device"]
-        snap = wait_for(lambda: admin.call("GET", "/api/devices/env/readings").json["snapshot"])
-        wait_for(lambda: admin.call("GET", "/api/devices/env/readings").json["snapshot"]["online"])
-        answers = [admin.call("GET", p).body for p in ("/api/devices", "/api/devices/env", "/api/logs?limit=500")]
-        assert snap and not any(TOKEN.encode() in a for a in answers)
-        got = admin.call("PATCH", "/api/devices/env", {"interval": 2})
-        assert got.status == 200 and TOKEN.encode() not in got.body and got.json["device"]["token_set"] is True
-        bad = admin.call("POST", "/api/devices", {**body, "id": "hw", "profile": "homewizard_p1"})
-        assert bad.status == 422 and TOKEN.encode() not in bad.body
-    finally:
-        if admin is not None:
+    settings = api_settings(tmp_path / "gw")
+    with started_gateway(settings, [devices, api]) as gw:
+        admin = Client(settings["api.port"], load_or_create(gw.data_dir)[0].admin)
+        try:
+            body = {
+                "id": "env",
+                "profile": "envoy",
+                "host": "127.0.0.1",
+                "port": sim.port,
+                "token": TOKEN,
+                "interval": 1,
+            }
+            got = admin.call("POST", "/api/devices", body)
+            assert got.status == 201, got.json
+            assert got.json["device"]["token_set"] is True and "token" not in got.json["device"]
+            snap = wait_for(lambda: admin.call("GET", "/api/devices/env/readings").json["snapshot"])
+            wait_for(lambda: admin.call("GET", "/api/devices/env/readings").json["snapshot"]["online"])
+            answers = [admin.call("GET", p).body for p in ("/api/devices", "/api/devices/env", "/api/logs?limit=500")]
+            assert snap and not any(TOKEN.encode() in a for a in answers)
+            got = admin.call("PATCH", "/api/devices/env", {"interval": 2})
+            assert got.status == 200 and TOKEN.encode() not in got.body and got.json["device"]["token_set"] is True
+            bad = admin.call("POST", "/api/devices", {**body, "id": "hw", "profile": "homewizard_p1"})
+            assert bad.status == 422 and TOKEN.encode() not in bad.body
+        finally:
             admin.close()
-        gw.stop()
-        gw.engine.wait_stopped(5)
 
 
 def _fingerprint(pki_dir: Path) -> str:

@@ -14,7 +14,7 @@ from server.devices import mdns
 from server.devices.commands import CommandFailed, parse_scan
 from server.devices.service import DeviceService
 from tests.server.devices.meter_support import running_service
-from tests.support import wait_for
+from tests.support import api_settings, started_gateway, wait_for
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -141,34 +141,23 @@ def test_scan_arguments_accept_mdns() -> None:
 def test_api_scan_with_mdns_browses_where_the_api_listens(tmp_path: Path, advertiser: Any) -> None:
     from server.api import attach as api
     from server.api.tokens import load_or_create
-    from server.config import load
     from server.devices import attach as devices
-    from server.gateway import Gateway
-    from server.uplink.broker import free_port
     from tests.server.api.conftest import Client
 
     name = advertiser("_hwenergy._tcp.local.", "p1meter", 8123, {"product_type": "HWE-P1"})
-    port = free_port()
-    overrides = {"data_dir": tmp_path / "gw", "stats_interval": 0, "api.host": "127.0.0.1", "api.port": port}
-    gw = Gateway(load(None, env={}, overrides=overrides), services=[devices, api])
-    gw.start()
-    gw.engine.start_thread()
-    admin: Client | None = None
-    try:
-        wait_for(lambda: gw.engine.state == "running")
+    settings = api_settings(tmp_path / "gw")
+    with started_gateway(settings, [devices, api]) as gw:
         assert gw.services["devices"].mdns_interfaces == LOOPBACK  # the API's address, not every interface
-        admin = Client(port, load_or_create(gw.data_dir)[0].admin)
-        assert admin.call("POST", "/api/scan", {"mdns": "yes"}).status == 422
-        got = admin.call("POST", "/api/scan", {"mdns": True})
-        assert got.status == 202, got.json
-        scan_id = got.json["scan_id"]
-        done = wait_for(lambda: (s := admin.call("GET", f"/api/scan/{scan_id}").json)["finished"] and s, timeout=15)
-        assert any(f["name"] == name and f["profile"] == "homewizard_p1" for f in done["found"]), done
-    finally:
-        if admin is not None:
+        admin = Client(settings["api.port"], load_or_create(gw.data_dir)[0].admin)
+        try:
+            assert admin.call("POST", "/api/scan", {"mdns": "yes"}).status == 422
+            got = admin.call("POST", "/api/scan", {"mdns": True})
+            assert got.status == 202, got.json
+            scan_id = got.json["scan_id"]
+            done = wait_for(lambda: (s := admin.call("GET", f"/api/scan/{scan_id}").json)["finished"] and s, timeout=15)
+            assert any(f["name"] == name and f["profile"] == "homewizard_p1" for f in done["found"]), done
+        finally:
             admin.close()
-        gw.stop()
-        gw.engine.wait_stopped(5)
 
 
 @pytest.mark.integration
