@@ -65,6 +65,16 @@ def _accepts(path: Path) -> bool:
     return True
 
 
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate `proc`, killing it if it has not exited within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def private_bus(tmp: Path) -> Iterator[str]:
     """Start a dbus-daemon of our own; yields its address."""
@@ -86,12 +96,7 @@ def private_bus(tmp: Path) -> Iterator[str]:
             time.sleep(0.01)
         yield f"unix:path={socket}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _end(proc)
         if proc.stderr:
             proc.stderr.close()
         shutil.rmtree(short, ignore_errors=True)
@@ -119,12 +124,7 @@ def mock_service(address: str, template: str, bus_name: str, parameters: str | N
     finally:
         if conn is not None:
             conn.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _end(proc)
 
 
 PSK = 0x100  # NM80211ApSecurityFlags KEY_MGMT_PSK (the template maps exactly this value)
