@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -107,3 +108,13 @@ def read_result(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("figures"), dict):
         return None
     return data
+
+
+def end_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Terminate `proc`; kill it if it has not exited within `timeout` s (a stuck child never outlives a bench)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

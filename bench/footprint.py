@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench.common import write_result  # noqa: E402
+from bench.common import end_process, write_result  # noqa: E402
 from server.devices.store import DeviceConfig, DeviceStore  # noqa: E402
 from server.uplink.broker import Broker, free_port  # noqa: E402
 
@@ -206,12 +206,7 @@ def run_case(
             out["cpu_ms_per_reading"] = 1000 * (after["cpu_s"] - before["cpu_s"]) / max(1, readings)
         return out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
         log.close()
         if python_flags:
             out["log"] = (data / "gateway.log").read_text()  # type: ignore[assignment]

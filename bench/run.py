@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, read_result, write_result  # noqa: E402
+from bench.common import RESULTS, end_process, read_result, write_result  # noqa: E402
 
 
 @dataclass
@@ -145,12 +145,7 @@ def run_one(bench: Bench, quick: bool) -> tuple[int, float, str]:
                     raise TimeoutError
             code = proc.wait()
         except (TimeoutError, KeyboardInterrupt):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end_process(proc)
             print(f"  {bench.name}: stopped after {time.monotonic() - t0:.0f} s", flush=True)
             code = -1
     return code, time.monotonic() - t0, "".join(out)
