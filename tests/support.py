@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +111,17 @@ def gateway_pool() -> Iterator[Callable[..., Any]]:
         for gw in made:
             gw.stop()
             gw.engine.wait_stopped(5)
+
+
+@contextlib.contextmanager
+def loopback_http(handler: Callable[..., http.server.BaseHTTPRequestHandler], name: str) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 and a free port from a thread named `name`; yields the base URL (no slash)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

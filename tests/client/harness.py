@@ -26,7 +26,7 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from tests.client.central import Central
-from tests.support import launch_chromium
+from tests.support import launch_chromium, loopback_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "client"
@@ -43,15 +43,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def static_site(directory: Path = CLIENT_DIR) -> Iterator[str]:
     """Serve `directory` on 127.0.0.1 and a free port; yields the base URL."""
     handler = functools.partial(_Quiet, directory=str(directory))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, name="client-static", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with loopback_http(handler, "client-static") as url:
+        yield f"{url}/"
 
 
 def make_device(link: LocalLink, index: int, name: str) -> Device:

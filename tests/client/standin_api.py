@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.api.routes import all_routes
+from tests.support import loopback_http
 
 LocalAnswer = Callable[[Any], tuple[int, Any]]
 
@@ -112,12 +112,5 @@ def standin_api(target: str, standins: Standins, services: Mapping[str, Any]) ->
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, name="client-standin-api", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with loopback_http(Handler, "client-standin-api") as url:
+        yield url
