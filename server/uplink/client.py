@@ -108,6 +108,17 @@ class MqttSettings:
         )
 
 
+def _retire(client: mqtt.Client) -> None:
+    """Disconnect a paho client, join its thread and close its wake-up socket pair (call off the engine)."""
+    client.disconnect()
+    client.loop_stop()
+    # paho (2.2) closes the socket pair of loop_start() only in __del__: a retired client that something
+    # still references (a log record whose exception traceback holds its frames) would keep two descriptors.
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None and getattr(client, "_thread", None) is None:  # not while its thread still runs
+        reset()
+
+
 class Uplink:
     """Owns the paho client; all decisions happen in engine tasks."""
 
@@ -180,8 +191,7 @@ class Uplink:
             except (RuntimeError, ValueError, OSError):
                 log.debug("could not publish offline status at stop")
         client.disable_logger()  # paho logs "not connected" as an error once its socket is closed
-        client.disconnect()
-        client.loop_stop()
+        _retire(client)
         self.client = None
 
     def _make_client(self) -> mqtt.Client:
@@ -255,6 +265,10 @@ class Uplink:
         self._next_delay()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        # A connection closed before its CONNACK (a cut link, a peer that hangs up) is an answer too: the
+        # watchdog is for a broker that stays silent, and must not rebuild the client (or drop to 3.1.1)
+        # just because paho's backoff before the next attempt is longer than CONNECT_TIMEOUT.
+        self._answered = self._attempts
         self._next_delay()
         self._submit(lambda now: self._disconnected(rc), "uplink.disconnected", TaskClass.CONTROL)
 
@@ -329,7 +343,7 @@ class Uplink:
         self._mids.clear()
         if old is not None:
             old.disable_logger()  # its last words would be a misleading "not connected" error
-            self.engine.offload(lambda: (old.disconnect(), old.loop_stop()), kind="uplink.close_old")
+            self.engine.offload(lambda: _retire(old), kind="uplink.close_old")
         self.client = self._make_client()
         self.client.connect_async(self.s.host, self.s.effective_port, keepalive=self.s.keepalive)
         self.client.loop_start()
