@@ -41,8 +41,9 @@ class Feeder:
 
     def _run(self) -> None:
         while not self._stop.wait(1 / self.rate):
-            self.gw.bus.publish(snap(self.device, self.sent))
-            self.sent += 1
+            n = self.sent
+            self.sent += 1  # counted before it is handed over: stop() never reports fewer than were published
+            self.gw.bus.publish(snap(self.device, n))
 
     def start(self) -> Feeder:
         """Begin publishing."""
@@ -52,7 +53,8 @@ class Feeder:
     def stop(self) -> int:
         """Stop; returns how many were published."""
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the feeder is stuck in bus.publish"
         return self.sent
 
 
