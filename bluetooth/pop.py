@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
+
+from server.secretfile import create_once, owner_only
 
 POP_FILE = "ble_pop"
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
@@ -41,28 +42,14 @@ def load_or_create(data_dir: Path) -> tuple[str, bool]:
         return _read(path), False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     code = generate()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(code + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # another process made it first: theirs wins
-        except FileExistsError:
-            return _read(path), False
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not create_once(path, (code + "\n").encode("ascii")):
+        return _read(path), False  # another process made it first: theirs wins
     return code, True
 
 
 def _read(path: Path) -> str:
-    if os.stat(path).st_mode & 0o077:
-        log.warning("%s was readable by others; set back to mode 0600", path)
-        os.chmod(path, 0o600)
+    owner_only(path)
     code = normalize(path.read_text(encoding="ascii", errors="replace"))
     if not is_valid(code):
         raise ValueError(f"{path}: damaged PoP file; restore it from the label (or delete it to make a new code)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from server.secretfile import create_once, owner_only
 
 TOKENS_FILE = "api_tokens.json"
 log = logging.getLogger("ohm.api")
@@ -39,29 +40,14 @@ def load_or_create(data_dir: Path) -> tuple[Tokens, bool]:
         return _read(path), False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tokens = Tokens(admin=secrets.token_urlsafe(32), read=secrets.token_urlsafe(32))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"admin": tokens.admin, "read": tokens.read}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if another process created it first: then theirs wins
-        except FileExistsError:
-            return _read(path), False
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not create_once(path, json.dumps({"admin": tokens.admin, "read": tokens.read}).encode()):
+        return _read(path), False  # another process created it first: theirs wins
     return tokens, True
 
 
 def _read(path: Path) -> Tokens:
-    if os.stat(path).st_mode & 0o077:
-        # Someone widened it (a restore, a copy): secrets stay owner-only.
-        log.warning("%s was readable by others; set back to mode 0600", path)
-        os.chmod(path, 0o600)
+    owner_only(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from server.secretfile import create_once, owner_only
 
 from .base import Signer, SignerError
 
@@ -38,10 +39,7 @@ class SoftwareSigner(Signer):
         path = Path(data_dir) / KEY_FILE
         if not path.exists():
             _create(path)
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning("%s is readable by others (mode %o); fixing to 0600", path, mode)
-            path.chmod(0o600)
+        owner_only(path)
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
@@ -63,29 +61,8 @@ class SoftwareSigner(Signer):
 
 
 def _create(path: Path) -> None:
-    """Write a new key to a temp file (0600 from the start), fsync, then link it in place.
-
-    os.link fails if another process won the race, so two first boots never end with two keys.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """A new key, 0600 from the start; if another process won the race, its key is the one kept."""
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created it first: use theirs
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    log.info("created a new gateway identity key in %s", path)
+    if create_once(path, pem):
+        log.info("created a new gateway identity key in %s", path)
